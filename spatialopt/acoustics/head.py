@@ -35,7 +35,8 @@ __all__ = ["sphere_head_response", "Listener", "SphereHead", "OmniPair", "ear_di
 
 
 def sphere_head_response(
-    k: Tensor, radius: float, source_distance: Tensor, cos_angle: Tensor, order: int | None = None
+    k: Tensor, radius: float, source_distance: Tensor, cos_angle: Tensor, order: int | None = None,
+    freq_chunk: int = 64,
 ) -> Tensor:
     """Pressure on a rigid sphere from a unit monopole at finite distance (exact series).
 
@@ -44,20 +45,33 @@ def sphere_head_response(
         radius: sphere radius a, metres.
         source_distance: (M,) distance from the sphere centre to the source, metres (> a).
         cos_angle: (M, E) cosine of the angle between each ear direction and the source direction.
-        order: truncation order; default converges at the highest ``ka``.
+        order: truncation order; default: converged for each chunk of frequencies
+            (``order_for_ka(ka_max, margin=10)``).
+        freq_chunk: frequencies per chunk (bounds memory; the result does not depend on it).
 
     Returns:
         (F, M, E) complex128 pressure, Pa.
     """
     k = k.to(torch.float64)
-    if order is None:
-        order = sh.order_for_ka(float(k.max()) * radius, margin=10)
+    top_order = order if order is not None else sh.order_for_ka(float(k.max()) * radius, margin=10)
+    legendre_all = sh.legendre(top_order, cos_angle.to(torch.float64))  # (M, E, N+1), real, computed once
+    dist = source_distance.to(torch.float64)
+    chunks = []
+    for start in range(0, k.shape[0], freq_chunk):
+        kc = k[start : start + freq_chunk]
+        n_order = order if order is not None else sh.order_for_ka(float(kc.max()) * radius, margin=10)
+        chunks.append(_sphere_series(kc, radius, dist, legendre_all[..., : n_order + 1]))
+    return torch.cat(chunks, 0)
+
+
+def _sphere_series(k: Tensor, radius: float, dist: Tensor, legendre: Tensor) -> Tensor:
+    """``−1/(4πka²) Σ (2n+1) P_n h_n(k r_s)/h_n'(ka)`` for k (F,), dist (M,), legendre (M, E, N+1) → (F, M, E)."""
+    order = legendre.shape[-1] - 1
     n = torch.arange(order + 1, dtype=torch.float64, device=k.device)
     weight = (2 * n + 1) / sh.spherical_bessel(order, k * radius, "h2", derivative=True)  # (F, N+1)
-    x = source_distance.to(torch.float64)[:, None] * k[None, :]  # (M, F)
+    x = dist[:, None] * k[None, :]  # (M, F)
     radial = sh.hankel2_by_degree(order, x)  # (N+1, M, F)
     radial *= weight.T[:, None, :]
-    legendre = sh.legendre(order, cos_angle.to(torch.float64))  # (M, E, N+1), real
     # Complex × real contraction as one batched real matmul over sources m, on strided views
     # (no copy of the big radial tensor): (M, 2F, N+1) @ (M, N+1, E) → (M, 2F, E).
     n_m, n_f = x.shape

@@ -103,15 +103,16 @@ def evaluation_wavenumbers(freqs: Tensor, speed_of_sound: float) -> Tensor:
     return 2 * math.pi * freqs / speed_of_sound
 
 
-def _unique_origins(drivers: list[Driver]) -> list[tuple[Tensor, list[int]]]:
+def _group_by_position(drivers: list[Driver]) -> list[tuple[Tensor, list[int]]]:
+    """Drivers that share an acoustic centre (position) share one set of listener responses."""
     groups: list[tuple[Tensor, list[int]]] = []
     for i, d in enumerate(drivers):
-        for origin, members in groups:
-            if torch.allclose(origin, d.origin, atol=1e-12):
+        for centre, members in groups:
+            if torch.allclose(centre, d.position, atol=1e-12):
                 members.append(i)
                 break
         else:
-            groups.append((d.origin, [i]))
+            groups.append((d.position.to(torch.float64), [i]))
     return groups
 
 
@@ -127,6 +128,15 @@ def ear_transfer(
     freq_chunk: int = 64,
 ) -> Tensor:
     """Ear transfer of every driver to every listener point.
+
+    Per driver, the head sees spherical waves from the driver's acoustic centre (its position)
+    and from that centre's images; each carries the driver's directivity:
+
+    * direct path: per ear, the exact driver field at the ear position divided by the field a
+      unit monopole at the driver position would produce there (so with the omni listener the
+      result is the exact driver field at each microphone);
+    * image paths: ``4π G(u)`` with ``G`` the far-field pattern referenced to the driver position,
+      in the emission direction ``u`` toward the head centre, mirrored back through the walls.
 
     Args:
         drivers: D drivers.
@@ -146,36 +156,36 @@ def ear_transfer(
     k_all = evaluation_wavenumbers(freqs, speed_of_sound)
     n_f, n_q, n_y, n_d = k_all.shape[0], positions.shape[0], yaws.shape[0], len(drivers)
     out = torch.zeros(n_f, n_q, n_y, 2, n_d, dtype=torch.complex128)
-    for origin, members in _unique_origins(drivers):
+    ears = positions[:, None, None, :] + listener.head_radius * listener.ear_directions(yaws)[None]  # (Q, Y, 2, 3)
+    for centre, members in _group_by_position(drivers):
         if room is None:
-            img_pos, mirror = origin[None, :], torch.ones(1, 3, dtype=torch.float64)
+            img_pos, mirror = centre[None, :], torch.ones(1, 3, dtype=torch.float64)
             hits = torch.zeros(1, 6)
         else:
-            img_pos, mirror, hits = room.images(origin)
+            img_pos, mirror, hits = room.images(centre)
         n_i = img_pos.shape[0]
         rel = img_pos[:, None, :] - positions[None, :, :]  # (I, Q, 3) source − head centre
         dist = torch.linalg.vector_norm(rel, dim=-1)  # (I, Q)
-        emit = -rel / dist[..., None] * mirror[:, None, :]  # emission direction, un-mirrored
-        mono_direct = torch.exp(-1j * k_all[:, None] * dist[0][None]) / (4 * math.pi * dist[0][None])  # (F, Q)
+        emit = (-rel / dist[..., None] * mirror[:, None, :])[1:].reshape(-1, 3)  # image emission dirs, un-mirrored
+        ear_dist = torch.linalg.vector_norm(ears - centre, dim=-1).reshape(-1)  # (Q·Y·2,)
+        listen_all = listener.monopole_response(k_all, rel.reshape(-1, 3), yaws).reshape(n_f, n_i, n_q, n_y, 2)
         for start in range(0, n_f, freq_chunk):
-            k = k_all[start : start + freq_chunk]
-            f_chunk = freqs[start : start + freq_chunk]
-            listen = listener.monopole_response(k, rel.reshape(-1, 3), yaws)
-            listen = listen.reshape(k.shape[0], n_i, n_q, n_y, 2)
-            if room is None:
-                gains = torch.ones(k.shape[0], 1, dtype=torch.float64)
-            else:
-                gains = room.image_gains(hits, f_chunk)  # (Fc, I)
-            factors = []
+            stop = min(start + freq_chunk, n_f)
+            k = k_all[start:stop]
+            listen = listen_all[start:stop]
+            gains = room.image_gains(hits, freqs[start:stop]) if room is not None else None  # (Fc, I)
+            mono_ears = torch.exp(-1j * k[:, None] * ear_dist) / (4 * math.pi * ear_dist)  # (Fc, Q·Y·2)
             for d_idx in members:
                 drv = drivers[d_idx]
-                factor = 4 * math.pi * drv.far_field(k, emit.reshape(-1, 3), sh_order).reshape(k.shape[0], n_i, n_q)
-                # Direct path (image 0): exact near field relative to a monopole at the origin.
-                p_direct = drv.pressure(k, positions, sh_order)  # (Fc, Q)
-                factor[:, 0] = p_direct / mono_direct[start : start + freq_chunk]
-                factors.append(factor)
-            factor = torch.stack(factors, -1) * gains[:, :, None, None]  # (Fc, I, Q, Dg)
-            out[start : start + freq_chunk, ..., members] = torch.einsum("fiqd,fiqye->fqyed", factor, listen)
+                direct = drv.pressure(k, ears.reshape(-1, 3), sh_order) / mono_ears
+                result = direct.reshape(-1, n_q, n_y, 2) * listen[:, 0]
+                if n_i > 1:
+                    # Far field about the expansion origin, re-referenced to the driver position.
+                    shift = torch.exp(-1j * k[:, None] * (emit @ (drv.position - drv.origin))[None, :])
+                    factor = 4 * math.pi * drv.far_field(k, emit, sh_order) * shift
+                    factor = factor.reshape(-1, n_i - 1, n_q) * gains[:, 1:, None]
+                    result = result + torch.einsum("fiq,fiqye->fqye", factor, listen[:, 1:])
+                out[start:stop, ..., d_idx] = result
     return out
 
 
