@@ -79,7 +79,7 @@ def axisymmetric_to_sh(legendre_coeffs: Tensor, axis: Tensor) -> Tensor:
     _, colat, az = cartesian_to_spherical(axis.to(torch.float64))
     y_axis = sh.real_sh(order, colat, az)  # ((N+1)²,)
     n_idx, _ = sh.acn_degrees(order, device=legendre_coeffs.device)
-    scale = (4 * math.pi / (2 * n_idx + 1)).to(torch.float64)
+    scale = 4 * math.pi / (2 * n_idx + 1).to(torch.float64)  # float64: int / float would give float32
     return legendre_coeffs[..., n_idx] * (scale * y_axis).to(legendre_coeffs.dtype)
 
 

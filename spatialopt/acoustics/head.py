@@ -46,20 +46,28 @@ def sphere_head_response(
         source_distance: (M,) distance from the sphere centre to the source, metres (> a).
         cos_angle: (M, E) cosine of the angle between each ear direction and the source direction.
         order: truncation order; default: converged for each chunk of frequencies
-            (``order_for_ka(ka_max, margin=10)``).
+            (``order_for_ka(ka_max, margin=10)``, raised for sources close to the sphere so that
+            ``(a/r_s)^N < 1e-10``).
         freq_chunk: frequencies per chunk (bounds memory; the result does not depend on it).
 
     Returns:
         (F, M, E) complex128 pressure, Pa.
     """
     k = k.to(torch.float64)
-    top_order = order if order is not None else sh.order_for_ka(float(k.max()) * radius, margin=10)
-    legendre_all = sh.legendre(top_order, cos_angle.to(torch.float64))  # (M, E, N+1), real, computed once
     dist = source_distance.to(torch.float64)
+    # Terms decay like (a/r_s)^n once n > ka, so a close source needs extra orders for 1e-10.
+    near = float(dist.min()) if dist.numel() else math.inf
+    near_order = math.ceil(math.log(1e-10) / math.log(radius / near)) if near > radius else 0
+
+    def default_order(k_max: float) -> int:
+        return max(sh.order_for_ka(k_max * radius, margin=10), near_order)
+
+    top_order = order if order is not None else default_order(float(k.max()))
+    legendre_all = sh.legendre(top_order, cos_angle.to(torch.float64))  # (M, E, N+1), real, computed once
     chunks = []
     for start in range(0, k.shape[0], freq_chunk):
         kc = k[start : start + freq_chunk]
-        n_order = order if order is not None else sh.order_for_ka(float(kc.max()) * radius, margin=10)
+        n_order = order if order is not None else default_order(float(kc.max()))
         chunks.append(_sphere_series(kc, radius, dist, legendre_all[..., : n_order + 1]))
     return torch.cat(chunks, 0)
 
