@@ -221,8 +221,8 @@ def axisymmetric_pressure(legendre_coeffs: Tensor, k: Tensor, points_local: Tens
     pts = points_local.to(torch.float64)
     r = torch.linalg.vector_norm(pts, dim=-1)
     legendre = sh.legendre(order, pts[:, 0] / r).to(torch.complex128)  # (P, N+1)
-    hn = sh.spherical_hn2(order, k.to(torch.float64)[:, None] * r[None, :])  # (F, P, N+1)
-    return torch.einsum("fn,fpn,pn->fp", legendre_coeffs.to(torch.complex128), hn, legendre)
+    hn = sh.hankel2_by_degree(order, k.to(torch.float64)[:, None] * r[None, :])  # (N+1, F, P)
+    return torch.einsum("fn,nfp,pn->fp", legendre_coeffs.to(torch.complex128), hn, legendre)
 
 
 def axisymmetric_far_field(legendre_coeffs: Tensor, k: Tensor, cos_angle: Tensor) -> Tensor:

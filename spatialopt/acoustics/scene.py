@@ -177,12 +177,14 @@ def ear_transfer(
             mono_ears = torch.exp(-1j * k[:, None] * ear_dist) / (4 * math.pi * ear_dist)  # (Fc, Q·Y·2)
             for d_idx in members:
                 drv = drivers[d_idx]
-                direct = drv.pressure(k, ears.reshape(-1, 3), sh_order) / mono_ears
+                # Analytic series have converged well below sh_order at low frequency.
+                order = min(sh_order, drv.auto_order(float(k.max())) + 8) if drv.axisymmetric else sh_order
+                direct = drv.pressure(k, ears.reshape(-1, 3), order) / mono_ears
                 result = direct.reshape(-1, n_q, n_y, 2) * listen[:, 0]
                 if n_i > 1:
                     # Far field about the expansion origin, re-referenced to the driver position.
                     shift = torch.exp(-1j * k[:, None] * (emit @ (drv.position - drv.origin))[None, :])
-                    factor = 4 * math.pi * drv.far_field(k, emit, sh_order) * shift
+                    factor = 4 * math.pi * drv.far_field(k, emit, order) * shift
                     factor = factor.reshape(-1, n_i - 1, n_q) * gains[:, 1:, None]
                     result = result + torch.einsum("fiq,fiqye->fqye", factor, listen[:, 1:])
                 out[start:stop, ..., d_idx] = result

@@ -175,8 +175,9 @@ def test_mic_positions_match_omni_pair():
 def test_transfer_matches_pyroomacoustics_rir(no_pra_highpass):
     """4π·H_ours vs FFT of pyroomacoustics' RIR (its 40-sample FD delay removed), 100 Hz – 0.8·fs/2.
 
-    Measured with pyroomacoustics 0.10.1: 0.15 % (left mic) / 0.13 % (right mic) rms relative error,
-    worst bin 0.5 % of the rms magnitude; the error grows slowly toward 0.8·fs/2 (windowed-sinc FD).
+    Measured with pyroomacoustics 0.10.1: 0.12 % rms relative error (both mics), worst bin 0.44 % of
+    the rms magnitude; per sub-band 0.05–0.06 % below 5 kHz rising to 0.17 % at 12–19.2 kHz
+    (windowed-sinc FD and float32 RIR). Asserted: < 0.5 % rms, < 1.5 % worst bin, < 1 % per sub-band.
     """
     n_fft = 4096
     freqs, ours, rirs, _, _ = _ours_and_pra(max_order=3, n_fft=n_fft)
@@ -222,8 +223,9 @@ def test_direct_and_first_order_arrival_times(no_pra_highpass):
     the peaks of our band-limited impulse response (IFFT of our transfer under a cos² taper to
     0.8·fs/2, upsampled 16×) and of pyroomacoustics' RIR through the same taper. Its peaks sit
     exactly ``frac_delay_length // 2`` samples late and are 4π times ours (``damping / r`` per image).
-    Measured: |Δt| ≤ 5e-4 samples (10 ns) both ways, height ratio 4π within 0.2 %. The geometry
-    keeps the seven arrivals ≥ 25 samples apart so the taper's pulses do not interfere.
+    Measured: |Δt| ≤ 5e-4 samples (10 ns) both ways, height ratio 4π within 0.12 %. Asserted:
+    |Δt| ≤ 0.01 samples (0.2 µs), ratio within 1 %. The geometry keeps the seven arrivals ≥ 24
+    samples apart so the taper's pulses do not interfere.
     """
     n_fft, upsample = 4096, 16
     freqs, ours, rirs, proom, mics_room = _ours_and_pra(max_order=1, n_fft=n_fft)

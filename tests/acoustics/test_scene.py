@@ -105,7 +105,8 @@ def test_frequency_chunking_does_not_change_the_result():
     positions = torch.tensor([[1.8, 0.0, 0.0], [2.0, -0.1, 0.05]], dtype=torch.float64)
     yaws = torch.tensor([0.0, -0.2], dtype=torch.float64)
     args = (device.drivers, SphereHead(), room, freqs, positions, yaws, device.sh_order, C)
-    torch.testing.assert_close(ear_transfer(*args, freq_chunk=5), ear_transfer(*args, freq_chunk=64), rtol=1e-12, atol=0)
+    # Chunks pick their own (converged) truncation orders, so agreement is to series accuracy.
+    torch.testing.assert_close(ear_transfer(*args, freq_chunk=5), ear_transfer(*args, freq_chunk=64), rtol=1e-10, atol=0)
 
 
 def test_mirror_symmetry_of_the_smart_speaker(config_factory):
