@@ -14,7 +14,7 @@ Benchmarks:
   yaws = 441 points), the ``living_room`` shoebox up to reflection order 3, 513 frequencies
   (n_fft 1024 at 48 kHz) — with :func:`spatialopt.config.scene_from_config`, the same scene with
   the omnidirectional listener (``omni``), and, as the peer, pyroomacoustics computing the
-  matching source–receiver responses: one source per distinct driver expansion origin, two omni
+  matching source–receiver responses: one source per distinct driver acoustic centre (position), two omni
   microphones (the ears at head yaw 0) per distinct zone head position, image sources to the same
   order, RIRs by ``compute_rir`` at the same sample rate and speed of sound.
 """
@@ -114,11 +114,11 @@ def _pra_peer(cfg: Mapping[str, Any], hpf: bool) -> Callable[[], list]:
     listener = build_listener(cfg["listener"])
     zone = build_zone(cfg["zone"], cfg["listener"])
 
-    origins: list[torch.Tensor] = []
+    centres: list[torch.Tensor] = []
     for d in device.drivers:
-        if not any(torch.allclose(o, d.origin, atol=1e-12) for o in origins):
-            origins.append(d.origin)
-    sources = (torch.stack(origins) + room.device_position).numpy()  # (S, 3) room frame
+        if not any(torch.allclose(o, d.position, atol=1e-12) for o in centres):
+            centres.append(d.position)
+    sources = (torch.stack(centres) + room.device_position).numpy()  # (S, 3) room frame
     ears = listener.ear_directions(torch.zeros(1, dtype=torch.float64))[0]  # (2, 3), yaw 0
     heads = torch.unique(zone.positions, dim=0)  # (Q, 3) distinct head centres
     mics = (heads[:, None, :] + listener.head_radius * ears[None]).reshape(-1, 3) + room.device_position

@@ -26,8 +26,8 @@ def test_bench_scene_tiny():
     assert math.isclose(result["ratio"], result["ours_s"] / result["pra_s"], rel_tol=1e-12)
     setup = result["setup"]
     assert (setup["zone_points"], setup["frequencies"], setup["max_order"], setup["drivers"]) == (3, 33, 1, 5)
-    # smart_speaker_5: every driver sits on one sphere → one source; 3 head positions × 2 ears.
-    assert (setup["pra_sources"], setup["pra_mics"]) == (1, 6)
+    # smart_speaker_5: one source per driver acoustic centre (5); 3 head positions × 2 ears.
+    assert (setup["pra_sources"], setup["pra_mics"]) == (5, 6)
     json.dumps(result)  # JSON-ready
     assert "pyroomacoustics" in format_scene(result)
 
