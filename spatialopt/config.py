@@ -209,8 +209,10 @@ def _load_measured(dcfg: Mapping, prefix: str, speed_of_sound: float) -> dict:
     return data
 
 
-def build_listener(cfg: Mapping) -> Listener:
-    """Build the listener from ``listener:`` config (type, head_radius m, ear_azimuth deg, ...)."""
+def build_listener(cfg: Mapping, speed_of_sound: float = 343.0) -> Listener:
+    """Build the listener from ``listener:`` config (type, head_radius m, ear_azimuth deg, ...).
+
+    ``speed_of_sound`` (m/s) maps wavenumbers to the frequencies of a SOFA HRTF set."""
     kind = cfg.get("type", "sphere_head")
     if kind not in LISTENER_TYPES:
         raise ConfigError("listener.type", kind, f"must be one of {', '.join(LISTENER_TYPES)}")
@@ -230,7 +232,7 @@ def build_listener(cfg: Mapping) -> Listener:
     if not path:
         raise ConfigError("listener.sofa_file", path, "listener.type=sofa needs sofa_file: PATH to a SimpleFreeFieldHRIR file")
     try:
-        return SofaListener.from_file(os.fspath(path), **common)
+        return SofaListener.from_file(os.fspath(path), speed_of_sound=speed_of_sound, **common)
     except DataError as exc:
         raise ConfigError("listener.sofa_file", path, str(exc)) from None
 
@@ -359,7 +361,7 @@ def scene_from_config(cfg: Mapping) -> Scene:
         raise ConfigError("device", device_cfg, "must be a mapping (pick one with device=NAME)")
     device = build_device(device_cfg, c, fs / 2)
     listener_cfg = cfg.get("listener") or {}
-    listener = build_listener(listener_cfg)
+    listener = build_listener(listener_cfg, c)
     zone = build_zone(cfg.get("zone") or {}, listener_cfg)
     room = build_room(cfg.get("room"))
     _check_zone(zone, device, listener, room)
