@@ -1,0 +1,289 @@
+"""Training losses over the listening zone (metrics for evaluation live in ``metrics.py``).
+
+Every loss takes frequency responses on the optimiser's grid and returns a scalar; the total is a
+weighted sum (:class:`SystemLoss`). Shapes: ``H`` (F, P, 2, D) ear transfer, ``H_ref`` (F, P, 2, 2)
+the real ±30° pair, ``W`` (F, D, 3) composite filters, ``C`` (F, D, 2) CTC stage, ``B`` (F, D) beam,
+``G_ring`` (F, A, D) far field. Levels are in dB; ``_db`` of power uses a floor of 1e-20 so the
+logarithm never sees zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LossConfig",
+    "target_curve_db",
+    "ctc_separation_db",
+    "cancellation_loss",
+    "binaural_loss",
+    "tonal_loss",
+    "third_octave_matrix",
+    "beam_loss",
+    "effort_loss",
+    "white_noise_gain_db",
+    "band_loss",
+    "compactness_loss",
+    "level_loss",
+    "SystemLoss",
+]
+
+
+def _db_power(power: Tensor) -> Tensor:
+    return 10.0 * torch.log10(power + 1e-20)
+
+
+def _raised_cosine_taper(freqs: Tensor, band_hz, taper_octaves: float) -> Tensor:
+    """1 inside ``band_hz``, raised-cosine to 0 over ``taper_octaves`` outside (log frequency)."""
+    f = freqs.clamp_min(1e-3)
+    below = torch.log2(band_hz[0] / f).clamp_min(0.0)
+    above = torch.log2(f / band_hz[1]).clamp_min(0.0)
+    dist = torch.maximum(below, above) / max(taper_octaves, 1e-9)
+    return torch.where(dist >= 1, torch.zeros_like(f), 0.5 * (1 + torch.cos(math.pi * dist.clamp(0, 1))))
+
+
+def target_curve_db(freqs: Tensor, target_db: float, band_hz, taper_octaves: float) -> Tensor:
+    """Target cancellation gain (ipsi/contra power ratio) over frequency, dB: flat ``target_db``
+    over ``band_hz``, tapering to 0 dB over ``taper_octaves`` on each side. (F,) → (F,)."""
+    return target_db * _raised_cosine_taper(freqs, band_hz, taper_octaves)
+
+
+def ctc_separation_db(H: Tensor, C: Tensor) -> Tensor:
+    """Ipsi/contra power ratio of the CTC stage at every point, both sides.
+
+    Args:
+        H: (F, P, 2, D). C: (F, D, 2) columns (C_l, C_r).
+
+    Returns:
+        (F, P, 2) dB: [..., 0] = |E_left/E_right|² of C_l, [..., 1] = |E_right/E_left|² of C_r.
+    """
+    e = torch.einsum("fped,fdc->fpec", H, C)  # (F, P, ear, side)
+    power = e.real**2 + e.imag**2
+    left = _db_power(power[:, :, 0, 0]) - _db_power(power[:, :, 1, 0])
+    right = _db_power(power[:, :, 1, 1]) - _db_power(power[:, :, 0, 1])
+    return torch.stack([left, right], -1)
+
+
+def cancellation_loss(sep_db: Tensor, target_db: Tensor, point_weights: Tensor, worst_case_power: float = 4.0) -> Tensor:
+    """Shortfall of the separation below the target, with worst-case emphasis across the zone.
+
+    ``s = relu(target − sep)`` (dB); per frequency and side the zone is summarised by the weighted
+    power mean ``(Σ_p w_p s^q)^{1/q}`` (q = ``worst_case_power``: q = 2 is rms, larger q moves
+    toward the worst point), then squared and averaged over frequencies where the target is > 0.
+
+    Args:
+        sep_db: (F, P, 2). target_db: (F,). point_weights: (P,) summing to 1.
+
+    Returns:
+        () dB².
+    """
+    short = torch.relu(target_db[:, None, None] - sep_db)
+    q = worst_case_power
+    zone = ((point_weights[None, :, None] * (short + 1e-6) ** q).sum(1)) ** (1.0 / q)  # (F, 2)
+    active = (target_db > 0).to(zone.dtype)
+    return (zone**2 * active[:, None]).sum() / (2 * active.sum().clamp_min(1.0))
+
+
+def binaural_loss(
+    H: Tensor, H_ref: Tensor, W: Tensor, freqs: Tensor, point_weights: Tensor,
+    ild_band_hz=(500.0, 8000.0), itd_max_hz: float = 1500.0, phase_weight: float = 10.0,
+) -> Tensor:
+    """Ear cues of the full L path imitate the real pair's L speaker (the R path is its mirror).
+
+    ILD: squared dB error of ``|E_left/E_right|`` over ``ild_band_hz``. Interaural phase below
+    ``itd_max_hz``: ``|u − u_ref|²`` of the unit phasors of ``E_right/E_left`` (smooth, wrap-free).
+
+    Args:
+        H: (F, P, 2, D). H_ref: (F, P, 2, 2). W: (F, D, 3). freqs: (F,) Hz. point_weights: (P,).
+
+    Returns:
+        () loss.
+    """
+    e = torch.einsum("fped,fd->fpe", H, W[:, :, 0])
+    ref = H_ref[..., 0]
+    ild = _db_power(e[..., 0].abs() ** 2) - _db_power(e[..., 1].abs() ** 2)
+    ild_ref = _db_power(ref[..., 0].abs() ** 2) - _db_power(ref[..., 1].abs() ** 2)
+    band = ((freqs >= ild_band_hz[0]) & (freqs <= ild_band_hz[1])).to(ild.dtype)
+    ild_term = ((ild - ild_ref) ** 2 * point_weights[None]).sum(1)
+    ild_term = (ild_term * band).sum() / band.sum().clamp_min(1.0)
+    ratio = e[..., 1] * e[..., 0].conj()
+    ratio_ref = ref[..., 1] * ref[..., 0].conj()
+    u = ratio / (ratio.abs() + 1e-20)
+    u_ref = ratio_ref / (ratio_ref.abs() + 1e-20)
+    low = ((freqs > 0) & (freqs <= itd_max_hz)).to(ild.dtype)
+    phase_term = ((u - u_ref).abs() ** 2 * point_weights[None]).sum(1)
+    phase_term = (phase_term * low).sum() / low.sum().clamp_min(1.0)
+    return ild_term + phase_weight * phase_term
+
+
+def third_octave_matrix(freqs: Tensor, low_hz: float = 100.0, high_hz: float = 16000.0) -> Tensor:
+    """(B, F) row-normalised averaging matrix of 1/3-octave bands between ``low_hz`` and ``high_hz``
+    (power averaging over the bins of each band; empty bands are dropped)."""
+    centres = []
+    c = 1000.0 * 2.0 ** (round(3 * math.log2(low_hz / 1000.0)) / 3)
+    while c <= high_hz:
+        centres.append(c)
+        c *= 2 ** (1 / 3)
+    rows = []
+    for c in centres:
+        sel = (freqs >= c * 2 ** (-1 / 6)) & (freqs < c * 2 ** (1 / 6))
+        if bool(sel.any()):
+            rows.append(sel.to(freqs.dtype) / sel.sum())
+    return torch.stack(rows)
+
+
+def tonal_loss(H: Tensor, W: Tensor, smoothing: Tensor, nominal_index: int) -> Tensor:
+    """1/3-octave-smoothed ipsi ear response of the L path at the nominal point: its variance
+    in dB (flat = 0). smoothing: (B, F) from :func:`third_octave_matrix`. Returns () dB²."""
+    e = torch.einsum("fed,fd->fe", H[:, nominal_index], W[:, :, 0])[:, 0]
+    level = _db_power(smoothing @ (e.abs() ** 2))
+    return ((level - level.mean()) ** 2).mean()
+
+
+def level_loss(H: Tensor, H_ref: Tensor, W: Tensor, freqs: Tensor, nominal_index: int, band_hz=(200.0, 16000.0)) -> Tensor:
+    """Band-mean ipsi level of the L path equals that of the real pair's L speaker (fixes the
+    overall scale, so filter gains are comparable to driving one speaker). Returns () dB²."""
+    band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    e = torch.einsum("fed,fd->fe", H[band, nominal_index], W[band, :, 0])[:, 0]
+    ours = _db_power((e.abs() ** 2).mean())
+    ref = _db_power((H_ref[band, nominal_index, 0, 0].abs() ** 2).mean())
+    return (ours - ref) ** 2
+
+
+def beam_loss(
+    G_ring: Tensor, ring_az: Tensor, B: Tensor, freqs: Tensor, band_hz=(800.0, 4000.0),
+    null_deg: float = 90.0, null_width_deg: float = 10.0, null_target_db: float = -25.0,
+    mainlobe_deg: float = 45.0, mainlobe_tolerance_db: float = 3.0, outside_weight: float = 0.1,
+    rear_target_db: float = -10.0,
+) -> Tensor:
+    """Centre beam: nulls at ±``null_deg``, flat main lobe within ±``mainlobe_deg``, low rear.
+
+    The pattern ``P(az) = G_ring(az) · B`` relative to on-axis, in dB: penalties are squared
+    excesses over the null target (around ±``null_deg``), over the rear target (|az| > 90° +
+    width), and deviations beyond ``mainlobe_tolerance_db`` inside the main lobe. Outside
+    ``band_hz`` the same terms weigh ``outside_weight``. Returns () dB².
+    """
+    pattern = torch.einsum("fad,fd->fa", G_ring, B)
+    power = pattern.abs() ** 2
+    on_axis = power[:, int(torch.argmin(ring_az.abs()))]
+    rel = _db_power(power) - _db_power(on_axis)[:, None]
+    az = torch.rad2deg(ring_az).abs()
+    null = ((az - null_deg).abs() <= null_width_deg).to(rel.dtype)
+    rear = (az > null_deg + null_width_deg).to(rel.dtype)
+    main = (az <= mainlobe_deg).to(rel.dtype)
+    excess_null = torch.relu(rel - null_target_db) ** 2 * null
+    excess_rear = torch.relu(rel - rear_target_db) ** 2 * rear
+    main_dev = torch.relu(rel.abs() - mainlobe_tolerance_db) ** 2 * main
+    per_f = excess_null.sum(1) / null.sum() + 0.3 * excess_rear.sum(1) / rear.sum().clamp_min(1) + main_dev.sum(1) / main.sum()
+    inside = ((freqs >= band_hz[0]) & (freqs <= band_hz[1])).to(rel.dtype)
+    weight = inside + outside_weight * (1 - inside) * (freqs > 0).to(rel.dtype)
+    return (per_f * weight).sum() / weight.sum()
+
+
+def white_noise_gain_db(G_look: Tensor, weights: Tensor) -> Tensor:
+    """White-noise gain of driver weights, dB: ``|Σ_d G_d w_d|² / (Σ_d |w_d|² · max_d |G_d|²)``
+    (array gain against uncorrelated driver errors relative to the loudest single driver on
+    axis, as in :func:`spatialopt.design.baselines.white_noise_gain_db`; N equal co-located
+    drivers in delay-and-sum give N). G_look: (F, D) far field toward the listener; weights
+    (F, D). Returns (F,)."""
+    coherent = (G_look * weights).sum(-1).abs() ** 2
+    incoherent = (weights.abs() ** 2).sum(-1) * (G_look.abs() ** 2).amax(-1)
+    return _db_power(coherent) - _db_power(incoherent)
+
+
+def effort_loss(W: Tensor, G_look: Tensor, band: Tensor, max_gain_db: float = 12.0, wng_min_db: float = -10.0) -> Tensor:
+    """Per-driver gain ceiling (every channel, re a gain of 1) and the white-noise-gain floor of
+    the centre beam (the CTC is superdirective by design; its effort is held by the gain
+    ceiling). W: (F, D, 3); G_look: (F, D); band: (F,) bool/0-1 where the WNG floor applies.
+    Returns () dB²."""
+    gain_db = _db_power(W.abs() ** 2)  # (F, D, 3)
+    over = torch.relu(gain_db - max_gain_db) ** 2
+    wng_db = white_noise_gain_db(G_look, W[:, :, 2])
+    band = band.to(wng_db.dtype)
+    under = (torch.relu(wng_min_db - wng_db) ** 2 * band).sum() / band.sum().clamp_min(1.0)
+    return over.mean() + under
+
+
+def band_loss(W: Tensor, mask: Tensor) -> Tensor:
+    """Crossover: energy each driver receives outside its band (mask (F, D) in [0, 1]) relative to
+    the total filter energy. Returns () dimensionless."""
+    power = W.abs() ** 2  # (F, D, 3)
+    outside = (power * (1 - mask)[..., None]).sum()
+    return outside / power.sum().clamp_min(1e-20)
+
+
+def compactness_loss(ctc_taps: Tensor, main_delay: int, pre_ring: int, post_ring: int) -> Tensor:
+    """Energy of CTC taps outside ``[main_delay − pre_ring, main_delay + post_ring]`` relative to
+    the total, weighted by the distance from the window (limits pre-ringing and latency).
+    ctc_taps: (2, D, T). Returns () dimensionless."""
+    n = torch.arange(ctc_taps.shape[-1], device=ctc_taps.device, dtype=ctc_taps.dtype)
+    early = torch.relu((main_delay - pre_ring) - n) / max(pre_ring, 1)
+    late = torch.relu(n - (main_delay + post_ring)) / max(post_ring, 1)
+    weight = (early + late) ** 2
+    energy = ctc_taps**2
+    return (energy * weight).sum() / energy.sum().clamp_min(1e-20)
+
+
+@dataclass
+class LossConfig:
+    """Weights and targets of the training loss (``loss:`` config group)."""
+
+    weights: dict = field(default_factory=lambda: {
+        "cancellation": 1.0, "binaural": 0.3, "tonal": 0.1, "level": 0.1, "beam": 0.5,
+        "effort": 0.5, "band": 100.0, "compactness": 1.0,
+    })
+    ctc_target_db: float = 20.0
+    ctc_band_hz: tuple = (1500.0, 8000.0)
+    ctc_taper_octaves: float = 1.6
+    worst_case_power: float = 4.0
+    beam_band_hz: tuple = (800.0, 4000.0)
+    null_target_db: float = -25.0
+    max_gain_db: float = 12.0
+    wng_min_db: float = -10.0
+    pre_ring_ms: float = 2.0
+    post_ring_ms: float = 8.0
+
+
+class SystemLoss:
+    """The weighted training loss on one scene (tensors already on the compute device/dtype).
+
+    Args:
+        cfg: :class:`LossConfig`. scene: an object with ``freqs``, ``H``, ``H_ref``, ``G_ring``,
+            ``ring_az``, ``point_weights``, ``nominal_index`` (tensors). mask: (F, D) band mask.
+        ctc_delay: main tap of the CTC filters (samples). sample_rate: Hz.
+    """
+
+    def __init__(self, cfg: LossConfig, scene, mask: Tensor, ctc_delay: int, sample_rate: float):
+        self.cfg = cfg
+        self.scene = scene
+        self.mask = mask
+        self.ctc_delay = ctc_delay
+        self.sample_rate = sample_rate
+        self.target = target_curve_db(scene.freqs, cfg.ctc_target_db, cfg.ctc_band_hz, cfg.ctc_taper_octaves)
+        self.smoothing = third_octave_matrix(scene.freqs)
+        self.g_look = scene.G_ring[:, int(torch.argmin(scene.ring_az.abs()))]
+        self.beam_band = (scene.freqs >= cfg.beam_band_hz[0]) & (scene.freqs <= cfg.beam_band_hz[1])
+
+    def terms(self, responses: dict[str, Tensor], ctc_taps: Tensor) -> dict[str, Tensor]:
+        """Every loss term (unweighted) for the system's responses on the scene grid."""
+        s, cfg = self.scene, self.cfg
+        sep = ctc_separation_db(s.H, responses["C"])
+        ms = self.sample_rate / 1000.0
+        return {
+            "cancellation": cancellation_loss(sep, self.target, s.point_weights, cfg.worst_case_power),
+            "binaural": binaural_loss(s.H, s.H_ref, responses["W"], s.freqs, s.point_weights),
+            "tonal": tonal_loss(s.H, responses["W"], self.smoothing, s.nominal_index),
+            "level": level_loss(s.H, s.H_ref, responses["W"], s.freqs, s.nominal_index),
+            "beam": beam_loss(s.G_ring, s.ring_az, responses["B"], s.freqs, cfg.beam_band_hz, null_target_db=cfg.null_target_db),
+            "effort": effort_loss(responses["W"], self.g_look, self.beam_band, cfg.max_gain_db, cfg.wng_min_db),
+            "band": band_loss(responses["W"], self.mask),
+            "compactness": compactness_loss(ctc_taps, self.ctc_delay, int(cfg.pre_ring_ms * ms), int(cfg.post_ring_ms * ms)),
+        }
+
+    def total(self, terms: dict[str, Tensor]) -> Tensor:
+        """Weighted sum of the terms."""
+        return sum(self.cfg.weights.get(name, 0.0) * value for name, value in terms.items())
