@@ -1,0 +1,144 @@
+"""Evaluation metrics (DESIGN.md §5), computed from **exported FIR taps** on an evaluation scene.
+
+Evaluation is honest by construction: the caller builds the evaluation scene on a frequency grid
+at least 4× denser than the optimiser's and on zone points the optimiser never saw (the nominal
+point excepted), and this module only ever sees FIR taps, never the optimiser's frequency
+responses — so truncation, time aliasing and between-bin overfitting show up.
+
+Band averages are arithmetic means over the (linearly spaced) bins of the band. ``None`` marks a
+metric that does not apply (e.g. ``room.drr_db`` in free field).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from spatialopt.design import baselines
+from spatialopt.dsp.filters import fir_response
+from spatialopt.objectives.losses import ctc_separation_db, third_octave_matrix, white_noise_gain_db
+
+__all__ = ["MetricBands", "evaluate_filters"]
+
+
+class MetricBands:
+    """Bands of the metrics, Hz (DESIGN.md §5; issue targets)."""
+
+    ctc = (1500.0, 8000.0)
+    ctc_low = (500.0, 1500.0)
+    ild = (500.0, 8000.0)
+    itd = (150.0, 1500.0)
+    beam = (800.0, 4000.0)
+    tonal = (200.0, 16000.0)
+    align = (500.0, 4000.0)
+
+
+def _band(freqs: Tensor, band) -> Tensor:
+    return (freqs >= band[0]) & (freqs <= band[1])
+
+
+def _db(power: Tensor) -> Tensor:
+    return 10 * torch.log10(power.clamp_min(1e-30))
+
+
+def _separation(H: Tensor, C: Tensor, freqs: Tensor, band, nominal: int) -> dict:
+    sep = ctc_separation_db(H, C)  # (F, P, 2)
+    per_point = sep[_band(freqs, band)].mean(dim=(0, 2))  # (P,)
+    return {
+        "sweet_mean": float(per_point[nominal]),
+        "zone_mean": float(per_point.mean()),
+        "zone_p10": float(torch.quantile(per_point, 0.1)),
+    }
+
+
+def _group_delay_s(e: Tensor, freqs: Tensor, band) -> float:
+    """Energy-weighted mean group delay of a response (F,) over a band, seconds."""
+    sel = _band(freqs, band)
+    phase = torch.from_numpy(__import__("numpy").unwrap(torch.angle(e).cpu().numpy())).to(freqs.dtype)
+    omega = 2 * math.pi * freqs
+    gd = -torch.gradient(phase, spacing=(omega,))[0]
+    w = (e.abs() ** 2) * sel
+    return float((gd * w).sum() / w.sum().clamp_min(1e-30))
+
+
+def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_direct_H: Tensor | None = None) -> dict:
+    """All metrics of one filter set on one evaluation scene.
+
+    Args:
+        fir: (3, D, T) composite taps (L, R, C).
+        ctc: (2, D, T_ctc) CTC stage taps (C_l, C_r).
+        scene: :class:`~spatialopt.acoustics.scene.Scene` (evaluation grid and zone).
+        sample_rate: Hz of the taps (must equal the scene's).
+        drr_direct_H: (F, P, 2, D) free-field (direct-path) ear transfer of the same scene when
+            the scene has a room, for ``room.drr_db``; None in free field.
+
+    Returns:
+        Nested dict with DESIGN.md §5 names (plain floats, ``None`` where not applicable).
+    """
+    f = scene.freqs.to(torch.float64)
+    nominal = scene.nominal_index
+    H = scene.H.to(torch.complex128)
+    W = fir_response(fir.to(torch.float64), f, sample_rate).permute(2, 1, 0)  # (F, D, 3)
+    C = fir_response(ctc.to(torch.float64), f, sample_rate).permute(2, 1, 0)  # (F, D, 2)
+
+    # Virtual image: full L and R paths at the nominal point vs the real pair, both sides.
+    e = torch.einsum("fed,fdc->fec", H[:, nominal], W)  # (F, ear, channel)
+    ref = scene.H_ref[:, nominal].to(torch.complex128)  # (F, ear, L/R)
+    ild = torch.stack([_db(e[:, 0, 0].abs() ** 2) - _db(e[:, 1, 0].abs() ** 2), _db(e[:, 1, 1].abs() ** 2) - _db(e[:, 0, 1].abs() ** 2)], -1)
+    ild_ref = torch.stack([_db(ref[:, 0, 0].abs() ** 2) - _db(ref[:, 1, 0].abs() ** 2), _db(ref[:, 1, 1].abs() ** 2) - _db(ref[:, 0, 1].abs() ** 2)], -1)
+    sel = _band(f, MetricBands.ild)
+    ild_err = float(((ild - ild_ref)[sel] ** 2).mean().sqrt())
+    # Interaural phase delay error below 1.5 kHz: angle of (contra/ipsi) / (contra/ipsi)_ref.
+    ratio = torch.stack([e[:, 1, 0] / e[:, 0, 0], e[:, 0, 1] / e[:, 1, 1]], -1)
+    ratio_ref = torch.stack([ref[:, 1, 0] / ref[:, 0, 0], ref[:, 0, 1] / ref[:, 1, 1]], -1)
+    sel = _band(f, MetricBands.itd)
+    itd_err_us = torch.angle(ratio / ratio_ref)[sel] / (2 * math.pi * f[sel, None]) * 1e6
+    itd_err = float((itd_err_us**2).mean().sqrt())
+
+    # Centre beam.
+    g_ring = scene.G_ring.to(torch.complex128)
+    B = W[:, :, 2]
+    beam_sel = _band(f, MetricBands.beam)
+    look = baselines.look_response(g_ring, scene.ring_az)
+    di = baselines.directivity_index_db(scene.G_sphere.to(torch.complex128), scene.sphere_weights.to(torch.float64), look, B)
+    beam = {
+        "null_depth_db": float(baselines.null_depth_db(g_ring, B, f, MetricBands.beam, ring_az=scene.ring_az)),
+        "mainlobe_dev_db": float(baselines.mainlobe_deviation_db(g_ring, B, f, MetricBands.beam, ring_az=scene.ring_az)),
+        "di_db": float(di[beam_sel].mean()),
+        "band_hz": list(MetricBands.beam),
+    }
+
+    # Tonal balance: 1/3-octave-smoothed ipsi ear response of L at the nominal point.
+    smoothing = third_octave_matrix(f, *MetricBands.tonal)
+    level = _db(smoothing @ (e[:, 0, 0].abs() ** 2))
+    tonal = float((level - level.mean()).pow(2).mean().sqrt())
+
+    # Effort: white-noise gain of the centre beam over its band; largest per-driver gain.
+    wng = white_noise_gain_db(look, B)
+    effort = {"wng_db_min": float(wng[beam_sel].min()), "max_gain_db": float(_db(W.abs().max() ** 2))}
+
+    # Alignment: arrival (group delay) of the C path vs the L path at the left ear, nominal point.
+    skew_s = _group_delay_s(e[:, 0, 2], f, MetricBands.align) - _group_delay_s(e[:, 0, 0], f, MetricBands.align)
+
+    drr = None
+    if drr_direct_H is not None:
+        direct = torch.einsum("fed,fd->fe", drr_direct_H[:, nominal].to(torch.complex128), B)
+        total = torch.einsum("fed,fd->fe", H[:, nominal], B)
+        sel = _band(f, MetricBands.beam)
+        drr = float(_db((direct[sel].abs() ** 2).sum()) - _db(((total - direct)[sel].abs() ** 2).sum()))
+
+    return {
+        "ctc": {
+            "separation_db": _separation(H, C, f, MetricBands.ctc, nominal),
+            "band_hz": list(MetricBands.ctc),
+            "low_band": {"separation_db": _separation(H, C, f, MetricBands.ctc_low, nominal), "band_hz": list(MetricBands.ctc_low)},
+        },
+        "virtual": {"ild_err_db_rms": ild_err, "itd_err_us_rms": itd_err},
+        "beam": beam,
+        "tonal": {"dev_db_rms": tonal},
+        "effort": effort,
+        "align": {"path_skew_ms": skew_s * 1000.0},
+        "room": {"drr_db": drr},
+    }

@@ -1,0 +1,274 @@
+"""Optimisation loop: Adam or L-BFGS on the spatial system, with checkpoints, TensorBoard and a
+non-finite guard.
+
+A step whose loss or gradient is not finite is rejected: the last good parameters and optimiser
+state are restored, the learning rate is halved, and the event is logged (console and
+TensorBoard). Checkpoints are written atomically (temporary file + rename) and loaded with
+``torch.load(..., weights_only=True)``; ``resume`` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["OptimConfig", "SceneTensors", "Trainer", "resolve_device"]
+
+
+@dataclass
+class OptimConfig:
+    """``optim:`` config group.
+
+    Attributes:
+        optimizer: "adam" | "lbfgs". steps: optimisation steps. lr: learning rate.
+        schedule: "cosine" | "constant" (Adam). warmup_steps: linear warm-up (Adam).
+        checkpoint_every: steps between checkpoints. log_every: steps between scalar logs.
+        grad_clip: max gradient norm (0 = off).
+    """
+
+    optimizer: str = "adam"
+    steps: int = 2000
+    lr: float = 2e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 50
+    checkpoint_every: int = 100
+    log_every: int = 10
+    grad_clip: float = 0.0
+
+    def validate(self) -> None:
+        from spatialopt.errors import ConfigError
+
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise ConfigError("optim.optimizer", self.optimizer, "must be 'adam' or 'lbfgs'")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError("optim.schedule", self.schedule, "must be 'cosine' or 'constant'")
+        for key in ("steps", "checkpoint_every", "log_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "steps" else 1):
+                raise ConfigError(f"optim.{key}", value, "must be a positive integer")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError("optim.lr", self.lr, "must be a positive number")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; or an explicit torch device string."""
+    from spatialopt.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("compute.device", name, "must be auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("compute.device", name, "CUDA is not available on this machine; use auto or cpu")
+    return device
+
+
+class SceneTensors:
+    """The scene's tensors the losses need, on the compute device in the compute dtype."""
+
+    KEYS = ("freqs", "H", "H_ref", "G_ring", "ring_az", "point_weights")
+
+    def __init__(self, scene, device: torch.device, dtype: torch.dtype):
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        for key in self.KEYS:
+            value = getattr(scene, key)
+            setattr(self, key, value.to(device=device, dtype=complex_dtype if value.is_complex() else dtype))
+        self.nominal_index = scene.nominal_index
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Trainer:
+    """Runs the optimisation of ``system`` under ``loss`` (a :class:`~spatialopt.objectives.losses.SystemLoss`).
+
+    Args:
+        system: the :class:`~spatialopt.design.system.SpatialSystem` (already on the device).
+        loss: its loss on the scene tensors.
+        cfg: :class:`OptimConfig`.
+        run_dir: where ``checkpoints/`` and ``tb/`` go.
+        seed: RNG seed (the optimisation itself is deterministic; seeds any stochastic part).
+        progress: show a progress bar.
+    """
+
+    def __init__(self, system, loss, cfg: OptimConfig, run_dir: Path, seed: int = 0, progress: bool = True):
+        cfg.validate()
+        self.system, self.loss, self.cfg = system, loss, cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        torch.manual_seed(seed)
+        params = [p for p in system.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        else:
+            self.optimizer = torch.optim.LBFGS(params, lr=cfg.lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        self.step = 0
+        self.history: list[dict] = []
+        self.rejected_steps = 0
+        self.best = (math.inf, None)
+        self._writer = None
+
+    # -- logging ---------------------------------------------------------------------------
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tb"))
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "step": self.step,
+            "system": self.system.state_dict(),
+            "delays": torch.tensor([self.system.lr_delay, self.system.c_delay]),
+            "optimizer": self.optimizer.state_dict(),
+            "best_loss": torch.tensor(self.best[0]),
+        }
+        _atomic_torch_save(state, self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        """Resume from ``checkpoints/last.pt`` if present. Returns True if it was loaded."""
+        from spatialopt.errors import DataError
+
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.system.load_state_dict(state["system"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except Exception as exc:  # a corrupt or foreign file: one clear message
+            raise DataError(f"cannot resume from checkpoint {path}: {exc}") from None
+        self.system.set_delays(int(state["delays"][0]), int(state["delays"][1]))
+        self.step = int(state["step"])
+        self.best = (float(state["best_loss"]), None)
+        return True
+
+    # -- optimisation --------------------------------------------------------------------------
+    def _lr_at(self, step: int) -> float:
+        cfg = self.cfg
+        if cfg.optimizer != "adam":
+            return cfg.lr
+        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        if cfg.schedule == "constant":
+            return cfg.lr * warm
+        progress = step / max(cfg.steps, 1)
+        return cfg.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def evaluate(self) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Loss, its terms, and the responses at the current parameters."""
+        responses = self.system.responses(self.loss.scene.freqs)
+        terms = self.loss.terms(responses, self.system.ctc)
+        return self.loss.total(terms), terms, responses
+
+    def _closure(self):
+        self.optimizer.zero_grad(set_to_none=True)
+        total, terms, _ = self.evaluate()
+        total.backward()
+        self._last = (total.detach(), {k: v.detach() for k, v in terms.items()})
+        return total
+
+    def run(self, on_log=None) -> list[dict]:
+        """Optimise until ``cfg.steps``. ``on_log(step, total, terms)`` is called every log_every steps.
+
+        Returns the logged history (list of dicts of floats).
+        """
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        params = [p for p in self.system.parameters() if p.requires_grad]
+        good_state = copy.deepcopy((self.system.state_dict(), self.optimizer.state_dict()))
+        lr_scale = 1.0
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="optimize", disable=not self.progress, dynamic_ncols=True)
+        try:
+            while self.step < cfg.steps:
+                lr = self._lr_at(self.step) * lr_scale
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                if cfg.optimizer == "lbfgs":
+                    self.optimizer.step(self._closure)
+                    total, terms = self._last
+                    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+                else:
+                    total = self._closure()
+                    total, terms = self._last
+                    grads = [p.grad for p in params if p.grad is not None]
+                    grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+                    if not (torch.isfinite(total) and torch.isfinite(grad_norm)):
+                        self._reject(good_state, total, grad_norm)
+                        lr_scale *= 0.5
+                        continue
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    self.optimizer.step()
+                if not all(torch.isfinite(p).all() for p in params):
+                    self._reject(good_state, total, grad_norm)
+                    lr_scale *= 0.5
+                    continue
+                good_state = copy.deepcopy((self.system.state_dict(), self.optimizer.state_dict()))
+                value = float(total)
+                if value < self.best[0]:
+                    self.best = (value, copy.deepcopy(self.system.state_dict()))
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    record = {"step": self.step, "loss": value, "lr": lr, "grad_norm": float(grad_norm)}
+                    record.update({f"loss/{k}": float(v) for k, v in terms.items()})
+                    self.history.append(record)
+                    bar.set_postfix(loss=f"{value:.4g}")
+                    self.writer.add_scalar("loss/total", value, self.step)
+                    for k, v in terms.items():
+                        self.writer.add_scalar(f"loss/{k}", float(v), self.step)
+                    self.writer.add_scalar("optim/lr", lr, self.step)
+                    self.writer.add_scalar("optim/grad_norm", float(grad_norm), self.step)
+                    if on_log is not None:
+                        on_log(self.step, value, terms)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        return self.history
+
+    def _reject(self, good_state, total, grad_norm) -> None:
+        self.system.load_state_dict(good_state[0])
+        self.optimizer.load_state_dict(good_state[1])
+        self.rejected_steps += 1
+        message = (f"step {self.step + 1}: non-finite loss or gradient (loss={float(total)}, "
+                   f"grad_norm={float(grad_norm)}); restored the last good state and halved the learning rate")
+        print(f"spatialopt-optimize: warning: {message}")
+        self.writer.add_text("events", message, self.step)
+        if self.rejected_steps > 20:
+            from spatialopt.errors import SpatialoptError
+
+            raise SpatialoptError("the optimisation keeps producing non-finite values (20 rejected steps); "
+                                  "lower optim.lr or check the loss weights")
