@@ -86,6 +86,9 @@ def parse_configs(cfg: Mapping, n_drivers: int, sample_rate: float):
         lo, hi = getattr(loss, key)
         if not 0 <= lo < hi <= sample_rate / 2:
             raise ConfigError(f"loss.{key}", [lo, hi], f"must satisfy 0 <= low < high <= fs/2 = {sample_rate / 2:g}")
+    n_fft = int((cfg.get("scene") or {}).get("n_fft", 1024))
+    if n_fft < shape.n_taps:
+        raise ConfigError("scene.n_fft", n_fft, f"must be >= system.n_taps = {shape.n_taps} so the optimiser's grid resolves the filters")
     optim = _dataclass_from(OptimConfig, cfg.get("optim"), "optim")
     optim.validate()
     return shape, design, loss, optim

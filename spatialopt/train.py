@@ -198,20 +198,23 @@ class Trainer:
         self._last = (total.detach(), {k: v.detach() for k, v in terms.items()})
         return total
 
-    def run(self, on_log=None) -> list[dict]:
-        """Optimise until ``cfg.steps``. ``on_log(step, total, terms)`` is called every log_every steps.
+    def run(self, on_log=None, until: int | None = None) -> list[dict]:
+        """Optimise until step ``until`` (default ``cfg.steps``; the schedule always spans
+        ``cfg.steps``, so stopping early and resuming gives the same result as one run).
+        ``on_log(step, total, terms)`` is called every log_every steps.
 
         Returns the logged history (list of dicts of floats).
         """
         from tqdm import tqdm
 
         cfg = self.cfg
+        stop = cfg.steps if until is None else min(until, cfg.steps)
         params = [p for p in self.system.parameters() if p.requires_grad]
         good_state = copy.deepcopy((self.system.state_dict(), self.optimizer.state_dict()))
         lr_scale = 1.0
         bar = tqdm(total=cfg.steps, initial=self.step, desc="optimize", disable=not self.progress, dynamic_ncols=True)
         try:
-            while self.step < cfg.steps:
+            while self.step < stop:
                 lr = self._lr_at(self.step) * lr_scale
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -253,7 +256,7 @@ class Trainer:
                     self.writer.add_scalar("optim/grad_norm", float(grad_norm), self.step)
                     if on_log is not None:
                         on_log(self.step, value, terms)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.checkpoint_every == 0 or self.step == stop:
                     self.save_checkpoint()
         finally:
             bar.close()
