@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install spatialopt with its dev extras
 
-run: install  ## build the default scene, print its summary, write plots (runs/<date>/<time>/)
-	$(BIN)/spatialopt-scene
+run: install  ## the default experiment end to end: scene, joint optimisation, export, evaluation, report
+	$(BIN)/spatialopt-optimize
 
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest -q

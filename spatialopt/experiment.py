@@ -164,6 +164,10 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
 
     log(f"building the scene ({(cfg.get('device') or {}).get('name', 'device')}) ...")
     scene = scene_from_config(cfg)
+    if cfg.get("plots", True):
+        from spatialopt.plots import save_scene_plots
+
+        save_scene_plots(scene, run_dir)
     n_fft = int((cfg.get("scene") or {}).get("n_fft", 1024))
     system, info = initialize_system(scene, shape, design, n_fft)
     baseline_firs = {name: baseline_composite(info["baselines"], system, ctc, beam) for name, (ctc, beam) in BASELINES.items()}

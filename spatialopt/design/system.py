@@ -116,14 +116,16 @@ class SpatialSystem(nn.Module):
         self.ctc = nn.Parameter(torch.zeros(2, d, shape.ctc_taps))
         self.beam = nn.Parameter(torch.zeros(d, shape.beam_taps))
         self.virtualizer = Virtualizer(sample_rate, shape.virtualizer_taps, shape.allpass_sections)
-        self.lr_delay = int(lr_delay)
-        self.c_delay = int(c_delay)
+        self.set_delays(lr_delay, c_delay)
 
     def set_delays(self, lr_delay: int, c_delay: int) -> None:
-        """Set the alignment delays (samples); both paths must still fit in ``n_taps``."""
+        """Set the alignment delays (samples, >= 0); both paths must still fit in ``n_taps``."""
         from spatialopt.errors import ConfigError
 
         s = self.shape
+        for key, value in (("lr_delay", lr_delay), ("c_delay", c_delay)):
+            if value < 0:
+                raise ConfigError(f"system.{key}", value, "alignment delays must be >= 0 samples")
         if lr_delay + s.ctc_taps + s.virtualizer_taps - 1 > s.n_taps or c_delay + s.beam_taps > s.n_taps:
             raise ConfigError("system.n_taps", s.n_taps, f"too short for the alignment delays ({lr_delay}, {c_delay} samples)")
         self.lr_delay, self.c_delay = int(lr_delay), int(c_delay)

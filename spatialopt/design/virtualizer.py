@@ -15,8 +15,9 @@ grid 8× longer, then truncation), and the system uses exactly those taps, so wh
 is what is exported.
 
 Initialisation (:func:`fit_crosstalk`): the relative HRTF ``R(f) = H_contra / H_ipsi`` of the real
-pair's L speaker at the nominal point, through the scene's own head model; τ from its low-
-frequency interaural phase delay, ``g`` and ``f_c`` by least squares on its magnitude in dB.
+pair's L speaker at the nominal point, through the scene's own head model; ``g`` and ``f_c`` by
+least squares on its magnitude in dB, then τ from its low-frequency interaural phase delay less
+the fitted low-pass's own phase delay.
 """
 
 from __future__ import annotations
@@ -73,9 +74,6 @@ def fit_crosstalk(relative: Tensor, freqs: Tensor, sample_rate: float, band_hz=(
     freqs = freqs.to(torch.float64)
     rel = relative.to(torch.complex128)
     low = (freqs > 80) & (freqs < 700)
-    ang = np.unwrap(torch.angle(rel[low]).cpu().numpy())
-    # Phase delay −∠R/ω, averaged over the low band (where the sphere ITD is ~constant).
-    delay = float(np.clip(np.mean(-ang / (2 * math.pi * freqs[low].cpu().numpy())), 0.0, DELAY_MAX_S * 0.99))
     band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
     target_db = 20 * torch.log10(rel[band].abs())
     best = (math.inf, 1000.0, 0.0)
@@ -88,6 +86,12 @@ def fit_crosstalk(relative: Tensor, freqs: Tensor, sample_rate: float, band_hz=(
         err = float(((target_db - lp_db - gain) ** 2).mean().sqrt())
         if err < best[0]:
             best = (err, float(fc), gain)
+    # Phase delay −∠(R/LP)/ω, averaged over the low band (where the sphere ITD is ~constant). The
+    # fitted low-pass's own phase is removed first: τ is the model's pure delay, and τ plus the
+    # low-pass's phase delay (≈ 1/(2πf_c) at low frequency) must reproduce the measured one.
+    lp_low = first_order_lowpass(torch.tensor(best[1], dtype=torch.float64), freqs[low], sample_rate)
+    ang = np.unwrap(torch.angle(rel[low] / lp_low).cpu().numpy())
+    delay = float(np.clip(np.mean(-ang / (2 * math.pi * freqs[low].cpu().numpy())), 0.0, DELAY_MAX_S * 0.99))
     return {"delay_s": delay, "corner_hz": best[1], "gain_db": best[2], "fit_err_db_rms": best[0]}
 
 
@@ -140,7 +144,8 @@ class Virtualizer(nn.Module):
 
     @torch.no_grad()
     def set_physical(self, delay_s: float, corner_hz_value: float, gain_db: float) -> None:
-        """Set the contralateral parameters from physical values (inverse maps)."""
-        self.raw_delay.copy_(bounded_inverse(torch.tensor(min(max(delay_s, 1e-7), DELAY_MAX_S * 0.999)), 0.0, DELAY_MAX_S))
-        self.raw_corner.copy_(corner_hz_inverse(torch.tensor(corner_hz_value), *CORNER_RANGE_HZ))
-        self.raw_gain.copy_(bounded_inverse(torch.tensor(gain_db), *GAIN_RANGE_DB))
+        """Set the contralateral parameters from physical values (inverse maps, in float64)."""
+        f64 = torch.float64
+        self.raw_delay.copy_(bounded_inverse(torch.tensor(min(max(delay_s, 1e-7), DELAY_MAX_S * 0.999), dtype=f64), 0.0, DELAY_MAX_S))
+        self.raw_corner.copy_(corner_hz_inverse(torch.tensor(corner_hz_value, dtype=f64), *CORNER_RANGE_HZ))
+        self.raw_gain.copy_(bounded_inverse(torch.tensor(gain_db, dtype=f64), *GAIN_RANGE_DB))
