@@ -173,7 +173,8 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     baseline_firs = {name: baseline_composite(info["baselines"], system, ctc, beam) for name, (ctc, beam) in BASELINES.items()}
     system = system.to(device=device, dtype=dtype)
     mask = band_mask(scene.freqs, scene.driver_bands, design.crossover_octaves).to(device=device, dtype=dtype)
-    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype), mask, info["ctc_delay"], fs)
+    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype), mask, info["ctc_delay"], fs,
+                      beam_delay=info["ctc_delay"])
     trainer = Trainer(system, loss, optim_cfg, run_dir, seed=int(cfg.get("seed", 0)), progress=progress)
     if cfg.get("resume") and trainer.load_checkpoint():
         log(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
@@ -207,6 +208,7 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     metrics["steps"] = trainer.step
     metrics["interrupted"] = interrupted
     metrics["rejected_steps"] = trainer.rejected_steps
+    metrics["stopped_early"] = trainer.stopped_reason
 
     filterset = FilterSet(
         fir=fir, sample_rate=fs, driver_names=scene.driver_names, latency_samples=info["ctc_delay"],

@@ -123,6 +123,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
         self.rejected_steps = 0
+        self.max_rejected_steps = 20
+        self.stopped_reason: str | None = None
         self.best = (math.inf, None)
         self._writer = None
 
@@ -214,7 +216,7 @@ class Trainer:
         lr_scale = 1.0
         bar = tqdm(total=cfg.steps, initial=self.step, desc="optimize", disable=not self.progress, dynamic_ncols=True)
         try:
-            while self.step < stop:
+            while self.step < stop and self.stopped_reason is None:
                 lr = self._lr_at(self.step) * lr_scale
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -270,8 +272,8 @@ class Trainer:
                    f"grad_norm={float(grad_norm)}); restored the last good state and halved the learning rate")
         print(f"spatialopt-optimize: warning: {message}")
         self.writer.add_text("events", message, self.step)
-        if self.rejected_steps > 20:
-            from spatialopt.errors import SpatialoptError
-
-            raise SpatialoptError("the optimisation keeps producing non-finite values (20 rejected steps); "
-                                  "lower optim.lr or check the loss weights")
+        if self.rejected_steps >= self.max_rejected_steps:
+            # Stop, but keep the work: the caller exports the best state reached so far.
+            self.stopped_reason = (f"stopped at step {self.step}: {self.rejected_steps} non-finite steps; "
+                                   "lower optim.lr or check the loss weights")
+            print(f"spatialopt-optimize: warning: {self.stopped_reason}")

@@ -102,3 +102,26 @@ def test_corrupt_checkpoint_is_one_clear_error(small_scene, tmp_path):
 def test_bad_optim_config(key, value):
     with pytest.raises(ConfigError, match=f"optim.{key}"):
         OptimConfig(**{key: value}).validate()
+
+
+def test_persistent_non_finite_gradients_stop_but_keep_the_best_state(small_scene, tmp_path, monkeypatch):
+    trainer = make_trainer(small_scene, tmp_path, steps=10)
+    trainer.run(until=2)
+    best_loss = trainer.best[0]
+    original = trainer.loss.total
+    monkeypatch.setattr(trainer.loss, "total", lambda terms: original(terms) * float("nan"))
+    trainer.max_rejected_steps = 3
+    trainer.run()
+    assert trainer.step == 2 and trainer.rejected_steps == 3
+    assert "non-finite" in trainer.stopped_reason
+    assert trainer.best[0] == best_loss and trainer.best[1] is not None
+
+
+def test_cancellation_loss_gradient_is_finite_when_every_point_meets_the_target():
+    from spatialopt.objectives.losses import cancellation_loss
+
+    sep = torch.full((4, 3, 2), 30.0, requires_grad=True)
+    target = torch.tensor([20.0, 20.0, 0.0, 10.0])
+    value = cancellation_loss(sep, target, torch.full((3,), 1 / 3), worst_case_power=8.0)
+    value.backward()
+    assert float(value) < 1e-6 and torch.isfinite(sep.grad).all()

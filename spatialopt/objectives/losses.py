@@ -25,6 +25,7 @@ __all__ = [
     "third_octave_matrix",
     "beam_loss",
     "effort_loss",
+    "beam_axis_loss",
     "white_noise_gain_db",
     "band_loss",
     "compactness_loss",
@@ -83,7 +84,11 @@ def cancellation_loss(sep_db: Tensor, target_db: Tensor, point_weights: Tensor, 
     """
     short = torch.relu(target_db[:, None, None] - sep_db)
     q = worst_case_power
-    zone = ((point_weights[None, :, None] * (short + 1e-6) ** q).sum(1)) ** (1.0 / q)  # (F, 2)
+    # Power mean scaled by the largest shortfall: exact, and no underflow of s^q to 0 (whose
+    # q-th root has an infinite gradient) when every point meets the target.
+    scale = short.amax(1, keepdim=True).detach().clamp_min(1e-3)
+    inner = (point_weights[None, :, None] * (short / scale) ** q).sum(1)
+    zone = scale[:, 0] * (inner + 1e-12) ** (1.0 / q)  # (F, 2)
     active = (target_db > 0).to(zone.dtype)
     return (zone**2 * active[:, None]).sum() / (2 * active.sum().clamp_min(1.0))
 
@@ -195,6 +200,17 @@ def white_noise_gain_db(G_look: Tensor, weights: Tensor) -> Tensor:
     return _db_power(coherent) - _db_power(incoherent)
 
 
+def beam_axis_loss(G_look: Tensor, B: Tensor, freqs: Tensor, delay_s: float, band: Tensor) -> Tensor:
+    """The centre beam's on-axis response is a unit monopole's, delayed by ``delay_s``: flat and
+    linear-phase, so the C path keeps its timing (alignment with L/R) and its tone.
+
+    ``|4π·G_look·B − e^{−j2πfτ}|²`` averaged over ``band`` (F,) bool. G_look, B: (F, D). Returns ()."""
+    on_axis = 4 * math.pi * (G_look * B).sum(-1)
+    target = torch.exp(-2j * math.pi * freqs * delay_s).to(on_axis.dtype)
+    band = band.to(freqs.dtype)
+    return ((on_axis - target).abs() ** 2 * band).sum() / band.sum().clamp_min(1.0)
+
+
 def effort_loss(W: Tensor, G_look: Tensor, band: Tensor, max_gain_db: float = 12.0, wng_min_db: float = -10.0) -> Tensor:
     """Per-driver gain ceiling (every channel, re a gain of 1) and the white-noise-gain floor of
     the centre beam (the CTC is superdirective by design; its effort is held by the gain
@@ -233,8 +249,8 @@ class LossConfig:
     """Weights and targets of the training loss (``loss:`` config group)."""
 
     weights: dict = field(default_factory=lambda: {
-        "cancellation": 1.0, "binaural": 0.3, "tonal": 0.1, "level": 0.1, "beam": 0.5,
-        "effort": 0.5, "band": 100.0, "compactness": 1.0,
+        "cancellation": 4.0, "binaural": 1.0, "tonal": 2.0, "level": 0.1, "beam": 0.5,
+        "beam_axis": 1.0, "effort": 0.5, "band": 100.0, "compactness": 1.0,
     })
     ctc_target_db: float = 20.0
     ctc_band_hz: tuple = (1500.0, 8000.0)
@@ -255,13 +271,16 @@ class SystemLoss:
         cfg: :class:`LossConfig`. scene: an object with ``freqs``, ``H``, ``H_ref``, ``G_ring``,
             ``ring_az``, ``point_weights``, ``nominal_index`` (tensors). mask: (F, D) band mask.
         ctc_delay: main tap of the CTC filters (samples). sample_rate: Hz.
+        beam_delay: on-axis delay of the C path (samples; default ``ctc_delay``): its modelling
+            delay plus the alignment delay.
     """
 
-    def __init__(self, cfg: LossConfig, scene, mask: Tensor, ctc_delay: int, sample_rate: float):
+    def __init__(self, cfg: LossConfig, scene, mask: Tensor, ctc_delay: int, sample_rate: float, beam_delay: int | None = None):
         self.cfg = cfg
         self.scene = scene
         self.mask = mask
         self.ctc_delay = ctc_delay
+        self.beam_delay_s = (ctc_delay if beam_delay is None else beam_delay) / sample_rate
         self.sample_rate = sample_rate
         self.target = target_curve_db(scene.freqs, cfg.ctc_target_db, cfg.ctc_band_hz, cfg.ctc_taper_octaves)
         self.smoothing = third_octave_matrix(scene.freqs)
@@ -279,6 +298,7 @@ class SystemLoss:
             "tonal": tonal_loss(s.H, responses["W"], self.smoothing, s.nominal_index),
             "level": level_loss(s.H, s.H_ref, responses["W"], s.freqs, s.nominal_index),
             "beam": beam_loss(s.G_ring, s.ring_az, responses["B"], s.freqs, cfg.beam_band_hz, null_target_db=cfg.null_target_db),
+            "beam_axis": beam_axis_loss(self.g_look, responses["B"], s.freqs, self.beam_delay_s, s.freqs > 0),
             "effort": effort_loss(responses["W"], self.g_look, self.beam_band, cfg.max_gain_db, cfg.wng_min_db),
             "band": band_loss(responses["W"], self.mask),
             "compactness": compactness_loss(ctc_taps, self.ctc_delay, int(cfg.pre_ring_ms * ms), int(cfg.post_ring_ms * ms)),
