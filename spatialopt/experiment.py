@@ -233,7 +233,9 @@ REPORT_ROWS = [
     ("CTC separation 1.5–8 kHz, zone p10 (dB)", ("ctc", "separation_db", "zone_p10"), "≥ 8"),
     ("CTC separation 0.5–1.5 kHz, sweet spot (dB)", ("ctc", "low_band", "separation_db", "sweet_mean"), "≥ 6"),
     ("ILD error, rms 0.5–8 kHz (dB)", ("virtual", "ild_err_db_rms"), "≤ 2"),
-    ("ITD error, rms < 1.5 kHz (µs)", ("virtual", "itd_err_us_rms"), "≤ 60"),
+    ("ITD error, rms 150–1500 Hz (µs)", ("virtual", "itd_err_us_rms"), "≤ 60"),
+    ("  … of which 150–300 Hz (µs)", ("virtual", "itd_err_us_rms_bands", "150-300"), ""),
+    ("  … of which 300–1500 Hz (µs)", ("virtual", "itd_err_us_rms_bands", "300-1500"), ""),
     ("beam null depth ±90°, 0.8–4 kHz (dB)", ("beam", "null_depth_db"), "≤ −20"),
     ("beam main-lobe deviation ±45° (dB)", ("beam", "mainlobe_dev_db"), "≤ 6"),
     ("beam directivity index (dB)", ("beam", "di_db"), ""),
@@ -273,7 +275,7 @@ def render_report(metrics: dict, cfg: Mapping, info: dict, run_dir: Path, export
         "|---|" + "---|" * len(names) + "---|",
     ]
     for label, path, target in REPORT_ROWS:
-        cells = [_fmt(_get(metrics.get(n), path), 1 if "itd" not in path[-1] else 0) for n in names]
+        cells = [_fmt(_get(metrics.get(n), path), 0 if "itd" in "".join(path) else 1) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {target} |")
     fit = info.get("virtualizer_fit", {})
     lines += [

@@ -262,6 +262,7 @@ class LossConfig:
     wng_min_db: float = -10.0
     pre_ring_ms: float = 2.0
     post_ring_ms: float = 8.0
+    itd_weight: float = 10.0     # weight of the interaural-phase part of the binaural term
 
 
 class SystemLoss:
@@ -294,7 +295,7 @@ class SystemLoss:
         ms = self.sample_rate / 1000.0
         return {
             "cancellation": cancellation_loss(sep, self.target, s.point_weights, cfg.worst_case_power),
-            "binaural": binaural_loss(s.H, s.H_ref, responses["W"], s.freqs, s.point_weights),
+            "binaural": binaural_loss(s.H, s.H_ref, responses["W"], s.freqs, s.point_weights, phase_weight=cfg.itd_weight),
             "tonal": tonal_loss(s.H, responses["W"], self.smoothing, s.nominal_index),
             "level": level_loss(s.H, s.H_ref, responses["W"], s.freqs, s.nominal_index),
             "beam": beam_loss(s.G_ring, s.ring_az, responses["B"], s.freqs, cfg.beam_band_hz, null_target_db=cfg.null_target_db),

@@ -96,6 +96,13 @@ def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_di
     sel = _band(f, MetricBands.itd)
     itd_err_us = torch.angle(ratio / ratio_ref)[sel] / (2 * math.pi * f[sel, None]) * 1e6
     itd_err = float((itd_err_us**2).mean().sqrt())
+    # Where the error sits: below ~300 Hz a compact device needs large effort for any interaural
+    # difference (and none at all where only one driver plays), so report the split.
+    itd_bands = {}
+    for lo, hi in ((MetricBands.itd[0], 300.0), (300.0, MetricBands.itd[1])):
+        part = _band(f, (lo, hi))
+        err = torch.angle(ratio / ratio_ref)[part] / (2 * math.pi * f[part, None]) * 1e6
+        itd_bands[f"{lo:g}-{hi:g}"] = float((err**2).mean().sqrt()) if part.any() else None
 
     # Centre beam.
     g_ring = scene.G_ring.to(torch.complex128)
@@ -135,7 +142,8 @@ def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_di
             "band_hz": list(MetricBands.ctc),
             "low_band": {"separation_db": _separation(H, C, f, MetricBands.ctc_low, nominal), "band_hz": list(MetricBands.ctc_low)},
         },
-        "virtual": {"ild_err_db_rms": ild_err, "itd_err_us_rms": itd_err},
+        "virtual": {"ild_err_db_rms": ild_err, "itd_err_us_rms": itd_err, "itd_err_us_rms_bands": itd_bands,
+                    "itd_band_hz": list(MetricBands.itd), "ild_band_hz": list(MetricBands.ild)},
         "beam": beam,
         "tonal": {"dev_db_rms": tonal},
         "effort": effort,
