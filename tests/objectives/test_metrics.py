@@ -41,6 +41,8 @@ DOCUMENTED = {  # DESIGN.md §5 (and the metrics.json written by spatialopt.expe
 EXTRA = {  # additions (DESIGN.md §8: add freely): the 0.5–1.5 kHz CTC band the report also shows
     "ctc.low_band.separation_db.sweet_mean", "ctc.low_band.separation_db.zone_mean",
     "ctc.low_band.separation_db.zone_p10", "ctc.low_band.band_hz",
+    "virtual.itd_err_us_rms_bands.150-300", "virtual.itd_err_us_rms_bands.300-1500",
+    "virtual.itd_band_hz", "virtual.ild_band_hz",
 }
 
 
@@ -84,7 +86,6 @@ def test_key_set_and_values(designed):
     scene, fir, ctc, _ = designed
     metrics = evaluate_filters(fir, ctc, scene, FS)
     flat = _flatten(metrics)
-    print(flat)
     assert set(flat) == DOCUMENTED | EXTRA
     assert flat["room.drr_db"] is None  # free field
     assert flat["ctc.band_hz"] == [1500.0, 8000.0] and flat["beam.band_hz"] == [800.0, 4000.0]
