@@ -360,6 +360,10 @@ def scene_from_config(cfg: Mapping) -> Scene:
     if not isinstance(device_cfg, Mapping):
         raise ConfigError("device", device_cfg, "must be a mapping (pick one with device=NAME)")
     device = build_device(device_cfg, c, fs / 2)
+    for i, drv in enumerate(device.drivers):
+        if drv.band_hz[0] >= fs / 2:
+            raise ConfigError(f"device.drivers[{i}].band_hz", list(drv.band_hz),
+                              f"driver '{drv.name}' has no band below Nyquist (fs/2 = {fs / 2:g} Hz)")
     listener_cfg = cfg.get("listener") or {}
     listener = build_listener(listener_cfg, c)
     zone = build_zone(cfg.get("zone") or {}, listener_cfg)

@@ -119,6 +119,25 @@ def evaluate_filterset(fir: torch.Tensor, ctc: torch.Tensor, eval_scene, direct_
     return evaluate_filters(fir, ctc, eval_scene, eval_scene.sample_rate, direct_H)
 
 
+def _log_metrics(run_dir: Path, metrics: dict, step: int) -> None:
+    """Every numeric evaluation metric of every design as a TensorBoard scalar (``metrics/<design>/...``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    def flat(prefix: str, value):
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                yield from flat(f"{prefix}/{key}", sub)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            yield prefix, float(value)
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    try:
+        for name, value in flat("metrics", metrics):
+            writer.add_scalar(name, value, step)
+    finally:
+        writer.close()
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
@@ -173,7 +192,9 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     baseline_firs = {name: baseline_composite(info["baselines"], system, ctc, beam) for name, (ctc, beam) in BASELINES.items()}
     system = system.to(device=device, dtype=dtype)
     mask = band_mask(scene.freqs, scene.driver_bands, design.crossover_octaves).to(device=device, dtype=dtype)
-    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype), mask, info["ctc_delay"], fs,
+    has_room = (cfg.get("room") or {}).get("type", "free") != "free"
+    h_direct = scene_from_config(_free_field(cfg)).H if has_room else None
+    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct), mask, info["ctc_delay"], fs,
                       beam_delay=info["ctc_delay"])
     trainer = Trainer(system, loss, optim_cfg, run_dir, seed=int(cfg.get("seed", 0)), progress=progress)
     if cfg.get("resume") and trainer.load_checkpoint():
@@ -198,12 +219,11 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
 
     log("evaluating on the held-out zone and the dense grid ...")
     eval_scene = scene_from_config(eval_cfg)
-    direct = None
-    if (cfg.get("room") or {}).get("type", "free") != "free":
-        direct = scene_from_config(_free_field(eval_cfg)).H
+    direct = scene_from_config(_free_field(eval_cfg)).H if has_room else None
     metrics = {"ours": evaluate_filterset(fir, stages["ctc"], eval_scene, direct)}
     for name, (ctc_name, _) in BASELINES.items():
         metrics[name] = evaluate_filterset(baseline_firs[name].to(torch.float32), info["baselines"][ctc_name]["ctc"].to(torch.float32), eval_scene, direct)
+    _log_metrics(run_dir, metrics, trainer.step)
     metrics["runtime_s"] = time.perf_counter() - start
     metrics["steps"] = trainer.step
     metrics["interrupted"] = interrupted

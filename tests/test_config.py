@@ -147,3 +147,10 @@ def test_per_band_absorption_and_zone_weights():
 
 def test_config_errors_are_project_errors():
     assert issubclass(ConfigError, SpatialoptError)
+
+
+def test_driver_band_above_nyquist(config_factory):
+    cfg = config_factory()
+    cfg["fs"] = 16000
+    cfg["device"]["drivers"][0]["band_hz"] = [9000, 20000]
+    _raises(cfg, "device.drivers[0].band_hz", "below Nyquist")

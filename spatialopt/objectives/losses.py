@@ -25,6 +25,7 @@ __all__ = [
     "third_octave_matrix",
     "beam_loss",
     "effort_loss",
+    "drr_loss",
     "beam_axis_loss",
     "white_noise_gain_db",
     "band_loss",
@@ -211,6 +212,20 @@ def beam_axis_loss(G_look: Tensor, B: Tensor, freqs: Tensor, delay_s: float, ban
     return ((on_axis - target).abs() ** 2 * band).sum() / band.sum().clamp_min(1.0)
 
 
+def drr_loss(H: Tensor, H_direct: Tensor, B: Tensor, freqs: Tensor, point_weights: Tensor, band_hz, target_db: float) -> Tensor:
+    """Direct-to-reverberant ratio of the centre channel at the listener's ears, pushed up to
+    ``target_db``: ``relu(target − DRR_p)²`` weighted over the zone.
+
+    DRR_p = 10·log10(Σ_f |H_direct,p B|² / Σ_f |(H_p − H_direct,p) B|²) over ``band_hz``, both ears.
+    H, H_direct: (F, P, 2, D) with and without the room. B: (F, D). Returns () dB².
+    """
+    band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    direct = torch.einsum("fped,fd->fpe", H_direct[band], B[band])
+    total = torch.einsum("fped,fd->fpe", H[band], B[band])
+    drr = _db_power((direct.abs() ** 2).sum((0, 2))) - _db_power(((total - direct).abs() ** 2).sum((0, 2)))
+    return (point_weights * torch.relu(target_db - drr) ** 2).sum()
+
+
 def effort_loss(W: Tensor, G_look: Tensor, band: Tensor, max_gain_db: float = 12.0, wng_min_db: float = -10.0) -> Tensor:
     """Per-driver gain ceiling (every channel, re a gain of 1) and the white-noise-gain floor of
     the centre beam (the CTC is superdirective by design; its effort is held by the gain
@@ -250,7 +265,7 @@ class LossConfig:
 
     weights: dict = field(default_factory=lambda: {
         "cancellation": 4.0, "binaural": 1.0, "tonal": 2.0, "level": 0.1, "beam": 0.5,
-        "beam_axis": 1.0, "effort": 0.5, "band": 100.0, "compactness": 1.0,
+        "beam_axis": 1.0, "effort": 0.5, "band": 100.0, "compactness": 1.0, "drr": 0.5,
     })
     ctc_target_db: float = 20.0
     ctc_band_hz: tuple = (1500.0, 8000.0)
@@ -263,6 +278,7 @@ class LossConfig:
     pre_ring_ms: float = 2.0
     post_ring_ms: float = 8.0
     itd_weight: float = 10.0     # weight of the interaural-phase part of the binaural term
+    drr_target_db: float = 6.0   # centre-channel direct-to-reverberant ratio to reach (rooms only)
 
 
 class SystemLoss:
@@ -270,7 +286,8 @@ class SystemLoss:
 
     Args:
         cfg: :class:`LossConfig`. scene: an object with ``freqs``, ``H``, ``H_ref``, ``G_ring``,
-            ``ring_az``, ``point_weights``, ``nominal_index`` (tensors). mask: (F, D) band mask.
+            ``ring_az``, ``point_weights``, ``nominal_index`` (tensors), and ``H_direct`` (the
+            free-field part of ``H``) when there is a room — it enables the ``drr`` term. mask: (F, D) band mask.
         ctc_delay: main tap of the CTC filters (samples). sample_rate: Hz.
         beam_delay: on-axis delay of the C path (samples; default ``ctc_delay``): its modelling
             delay plus the alignment delay.
@@ -303,7 +320,9 @@ class SystemLoss:
             "effort": effort_loss(responses["W"], self.g_look, self.beam_band, cfg.max_gain_db, cfg.wng_min_db),
             "band": band_loss(responses["W"], self.mask),
             "compactness": compactness_loss(ctc_taps, self.ctc_delay, int(cfg.pre_ring_ms * ms), int(cfg.post_ring_ms * ms)),
-        }
+        } | ({} if getattr(s, "H_direct", None) is None else {
+            "drr": drr_loss(s.H, s.H_direct, responses["B"], s.freqs, s.point_weights, cfg.beam_band_hz, cfg.drr_target_db),
+        })
 
     def total(self, terms: dict[str, Tensor]) -> Tensor:
         """Weighted sum of the terms."""
