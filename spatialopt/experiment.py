@@ -262,6 +262,7 @@ REPORT_ROWS = [
     ("tonal deviation, rms (dB)", ("tonal", "dev_db_rms"), "≤ 2"),
     ("beam white-noise gain, min (dB)", ("effort", "wng_db_min"), "≥ −10"),
     ("largest per-driver gain (dB)", ("effort", "max_gain_db"), ""),
+    ("out-of-band level, ≥ ⅓ oct outside (dB re in-band)", ("effort", "out_of_band_db"), ""),
     ("path skew C vs L/R (ms)", ("align", "path_skew_ms"), "≤ 0.1"),
     ("direct-to-reverberant ratio, C (dB)", ("room", "drr_db"), ""),
 ]

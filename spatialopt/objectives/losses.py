@@ -239,12 +239,16 @@ def effort_loss(W: Tensor, G_look: Tensor, band: Tensor, max_gain_db: float = 12
     return over.mean() + under
 
 
-def band_loss(W: Tensor, mask: Tensor) -> Tensor:
-    """Crossover: energy each driver receives outside its band (mask (F, D) in [0, 1]) relative to
-    the total filter energy. Returns () dimensionless."""
-    power = W.abs() ** 2  # (F, D, 3)
-    outside = (power * (1 - mask)[..., None]).sum()
-    return outside / power.sum().clamp_min(1e-20)
+def band_loss(W: Tensor, mask: Tensor, floor_db: float = -40.0) -> Tensor:
+    """Crossover: outside its band (mask (F, D) in [0, 1]) every driver stays ``floor_db`` below its
+    in-band rms level, in every channel. Penalty ``(1 − mask)·relu(level − floor)²`` per bin,
+    averaged — a per-bin ceiling, so a few low-frequency bins cannot hide in an energy average.
+    W: (F, D, 3). Returns () dB²."""
+    power = W.real**2 + W.imag**2  # (F, D, 3)
+    inside = mask[..., None]
+    ref = (power * inside).sum(0) / inside.sum(0).clamp_min(1.0)  # (D, 3) in-band mean power
+    level = _db_power(power) - _db_power(ref)[None]
+    return ((1 - inside) * torch.relu(level - floor_db) ** 2).mean()
 
 
 def compactness_loss(ctc_taps: Tensor, main_delay: int, pre_ring: int, post_ring: int) -> Tensor:
@@ -265,7 +269,7 @@ class LossConfig:
 
     weights: dict = field(default_factory=lambda: {
         "cancellation": 4.0, "binaural": 1.0, "tonal": 2.0, "level": 0.1, "beam": 0.5,
-        "beam_axis": 1.0, "effort": 0.5, "band": 100.0, "compactness": 1.0, "drr": 0.5,
+        "beam_axis": 1.0, "effort": 0.5, "band": 1.0, "compactness": 1.0, "drr": 0.5,
     })
     ctc_target_db: float = 20.0
     ctc_band_hz: tuple = (1500.0, 8000.0)

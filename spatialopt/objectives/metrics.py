@@ -20,7 +20,7 @@ from spatialopt.design import baselines
 from spatialopt.dsp.filters import fir_response
 from spatialopt.objectives.losses import ctc_separation_db, third_octave_matrix, white_noise_gain_db
 
-__all__ = ["MetricBands", "evaluate_filters"]
+__all__ = ["MetricBands", "evaluate_filters", "out_of_band_db"]
 
 
 class MetricBands:
@@ -61,6 +61,27 @@ def _group_delay_s(e: Tensor, freqs: Tensor, band) -> float:
     gd = -torch.gradient(phase, spacing=(omega,))[0]
     w = (e.abs() ** 2) * sel
     return float((gd * w).sum() / w.sum().clamp_min(1e-30))
+
+
+def out_of_band_db(W: Tensor, freqs: Tensor, driver_bands: Tensor, resolution_hz: float, margin_octaves: float = 1.0 / 3.0) -> float:
+    """Loudest out-of-band response of any driver, dB re that driver's in-band rms, counting only
+    frequencies at least ``margin_octaves`` outside its band (DC excluded). A lower band edge
+    below ``resolution_hz`` (= fs/T, the finest detail a T-tap FIR can shape) is not counted:
+    no filter of that length can roll off there; the driver's own mechanics must.
+    W: (F, D, C)."""
+    worst = -math.inf
+    f = freqs.to(torch.float64)
+    for d in range(W.shape[1]):
+        lo, hi = (float(v) for v in driver_bands[d])
+        inside = (f >= lo) & (f <= hi)
+        below = (f < lo * 2 ** -margin_octaves) & (f > 0) if lo > resolution_hz else torch.zeros_like(inside)
+        outside = below | (f > hi * 2**margin_octaves)
+        if not outside.any() or not inside.any():
+            continue
+        power = W[:, d].abs() ** 2
+        ref = power[inside].mean(0)  # (C,)
+        worst = max(worst, float((_db(power[outside]) - _db(ref)).max()))
+    return worst if math.isfinite(worst) else None
 
 
 def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_direct_H: Tensor | None = None) -> dict:
@@ -124,7 +145,8 @@ def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_di
 
     # Effort: white-noise gain of the centre beam over its band; largest per-driver gain.
     wng = white_noise_gain_db(look, B)
-    effort = {"wng_db_min": float(wng[beam_sel].min()), "max_gain_db": float(_db(W.abs().max() ** 2))}
+    effort = {"wng_db_min": float(wng[beam_sel].min()), "max_gain_db": float(_db(W.abs().max() ** 2)),
+              "out_of_band_db": out_of_band_db(W, f, scene.driver_bands, sample_rate / fir.shape[-1])}
 
     # Alignment: arrival (group delay) of the C path vs the L path at the left ear, nominal point.
     skew_s = _group_delay_s(e[:, 0, 2], f, MetricBands.align) - _group_delay_s(e[:, 0, 0], f, MetricBands.align)

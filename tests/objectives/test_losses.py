@@ -221,11 +221,19 @@ def test_band_loss():
     mask[0] = 1.0
     W = _crandn(n_f, n_d, 3, seed=5) * mask[..., None]
     assert float(L.band_loss(W, mask)) == 0.0
+    # Flat response: out-of-band bins sit at 0 dB re in band, 40 dB over the floor → (1−mask)·40².
     ones = torch.ones(n_f, n_d, 3, dtype=C128)
     half = torch.zeros(n_f, n_d, dtype=F64)
     half[: n_f // 2] = 1.0
-    assert float(L.band_loss(ones, half)) == pytest.approx(0.5, rel=1e-12)
-    assert float(L.band_loss(ones, torch.full((n_f, n_d), 0.25, dtype=F64))) == pytest.approx(0.75, rel=1e-12)
+    assert float(L.band_loss(ones, half)) == pytest.approx(0.5 * 40.0**2, rel=1e-9)
+    # 50 dB down outside the band: under the −40 dB floor, no penalty.
+    quiet = ones.clone()
+    quiet[n_f // 2 :] *= 10 ** (-50 / 20)
+    assert float(L.band_loss(quiet, half)) == 0.0
+    # 30 dB down: 10 dB over the floor on half the bins.
+    loud = ones.clone()
+    loud[n_f // 2 :] *= 10 ** (-30 / 20)
+    assert float(L.band_loss(loud, half)) == pytest.approx(0.5 * 10.0**2, rel=1e-6)
 
 
 def test_compactness_loss():

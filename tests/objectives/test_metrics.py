@@ -42,7 +42,7 @@ EXTRA = {  # additions (DESIGN.md §8: add freely): the 0.5–1.5 kHz CTC band t
     "ctc.low_band.separation_db.sweet_mean", "ctc.low_band.separation_db.zone_mean",
     "ctc.low_band.separation_db.zone_p10", "ctc.low_band.band_hz",
     "virtual.itd_err_us_rms_bands.150-300", "virtual.itd_err_us_rms_bands.300-1500",
-    "virtual.itd_band_hz", "virtual.ild_band_hz",
+    "virtual.itd_band_hz", "virtual.ild_band_hz", "effort.out_of_band_db",
 }
 
 
@@ -201,3 +201,17 @@ def test_drr_in_a_room(designed):
     # With the free field itself as the "room", there is no reverberant part: DRR is huge.
     free_scene = scene_from_config(free_cfg)
     assert evaluate_filters(fir, ctc, free_scene, FS, drr_direct_H=direct_H)["room"]["drr_db"] > 200.0
+
+
+def test_out_of_band_level_by_hand():
+    from spatialopt.objectives.metrics import out_of_band_db
+
+    f = torch.linspace(0, 24000, 2049, dtype=torch.float64)
+    bands = torch.tensor([[1000.0, 4000.0], [30.0, 500.0]], dtype=torch.float64)
+    W = torch.ones(2049, 2, 1, dtype=torch.complex128)
+    W[(f < 1000 * 2 ** (-1 / 3)) | (f > 4000 * 2 ** (1 / 3)), 0] = 10 ** (-25 / 20)  # driver 0: −25 dB outside
+    W[f > 500 * 2 ** (1 / 3), 1] = 10 ** (-30 / 20)  # driver 1: −30 dB above; below 30 Hz untouched (0 dB)
+    # 30 Hz is below the resolution of a 1024-tap FIR at 48 kHz (46.9 Hz): its low side is not counted.
+    assert out_of_band_db(W, f, bands, resolution_hz=48000 / 1024) == pytest.approx(-25.0, abs=1e-9)
+    # with a finer resolution the untouched sub-30 Hz bins (0 dB) count
+    assert out_of_band_db(W, f, bands, resolution_hz=10.0) == pytest.approx(0.0, abs=1e-9)
