@@ -10,10 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +23,7 @@ from spatialopt.design.baselines import band_mask
 from spatialopt.design.initialize import DesignConfig, baseline_composite, initialize_system
 from spatialopt.design.system import SystemShape
 from spatialopt.errors import ConfigError
+from spatialopt.fileio import atomic_write_text
 from spatialopt.objectives.losses import LossConfig, SystemLoss
 from spatialopt.objectives.metrics import evaluate_filters
 from spatialopt.train import OptimConfig, SceneTensors, Trainer, resolve_device
@@ -138,18 +137,6 @@ def _log_metrics(run_dir: Path, metrics: dict, step: int) -> None:
         writer.close()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -238,8 +225,8 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     )
     export_dir = run_dir / str((cfg.get("export") or {}).get("dir", "filterset"))
     filterset.save(export_dir)
-    _atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    _atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))
     return metrics
 
 

@@ -7,8 +7,6 @@ atomically (temporary file + rename), so an interrupted run never leaves a half-
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -35,18 +33,14 @@ def _db(x: torch.Tensor | np.ndarray, floor: float = 1e-12) -> np.ndarray:
 
 def save_figure(fig, path: Path) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically and close it. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
-    os.close(fd)
+    from spatialopt.fileio import atomic_path
+
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def ear_response_figure(freqs: torch.Tensor, h_point: torch.Tensor, driver_names: list[str], title: str = ""):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from spatialopt.fileio import atomic_path
 
 __all__ = ["OptimConfig", "SceneTensors", "Trainer", "resolve_device"]
 
@@ -88,15 +88,10 @@ class SceneTensors:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # A file object, not a name: torch derives its archive name from a path's stem, and the
+    # hidden temporary name (".last-…") is not a valid one.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 class Trainer:

@@ -266,26 +266,15 @@ class Scene:
 
         Written to a temporary file and renamed, so an interrupted write never leaves a partial file.
         """
-        import os
-        import tempfile
+        from spatialopt.fileio import atomic_path
 
         arrays = {key: getattr(self, key).detach().cpu().numpy() for key in self.ARRAY_KEYS}
         arrays["driver_names"] = np.array(self.driver_names, dtype=np.str_)
         arrays["nominal_index"] = np.array(self.nominal_index)
         arrays["sample_rate"] = np.array(self.sample_rate)
         arrays["speed_of_sound"] = np.array(self.speed_of_sound)
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".scene-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
     def load_npz(cls, path) -> "Scene":

@@ -23,14 +23,7 @@ FS = 48000.0
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small tensors: one intra-op thread is as fast, and immune to OpenMP stalls on a busy CPU
-    (measured: a 16-point rfft takes 8 µs on one thread, 8 ms on two when the cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 DOCUMENTED = {  # DESIGN.md §5 (and the metrics.json written by spatialopt.experiment)
     "ctc.separation_db.sweet_mean", "ctc.separation_db.zone_mean", "ctc.separation_db.zone_p10", "ctc.band_hz",
