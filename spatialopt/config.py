@@ -371,5 +371,9 @@ def scene_from_config(cfg: Mapping) -> Scene:
     _check_zone(zone, device, listener, room)
     scene = build_scene(device, listener, zone, room, fs, n_fft, c, ring_count, sphere_order, ref_dist)
     scene.info["device"] = device_cfg.get("name", "device")
+    for drv in device.drivers:
+        if drv.fit_error is not None:  # measured directivity: how well the SH series fits the samples
+            scene.info[f"{drv.name} SH fit error"] = (f"{float(drv.fit_error.max()):.2e} relative (worst measured "
+                                                      f"frequency), {float(drv.fit_error.mean()):.2e} mean")
     return scene
 

@@ -316,3 +316,21 @@ def _assert_data_error(path) -> str:
     assert str(path) in message and "\n" not in message, message
     assert len(message) > len(str(path)) + 10
     return message
+
+
+def test_measured_driver_in_a_scene_reports_its_fit_error(samples, tmp_path):
+    """A device YAML with a measured driver builds a scene, and the summary states the SH fit error."""
+    from conftest import make_config
+    from spatialopt.config import scene_from_config
+
+    az, el, pattern = samples
+    path = tmp_path / "driver.npz"
+    _write_npz(path, FREQS, pattern, az, el)
+    cfg = make_config(device="soundbar_4", n_fft=32)
+    cfg["device"]["drivers"].append({"name": "meas", "model": "measured", "file": str(path), "position": [0.05, 0.0, 0.1],
+                                     "radius": RADIUS, "band_hz": [500, 8000]})
+    scene = scene_from_config(cfg)
+    info = scene.info["meas SH fit error"]
+    worst = float(info.split(" ")[0])
+    assert 0 < worst < 1e-3, info
+    assert "meas SH fit error" in scene.summary()
