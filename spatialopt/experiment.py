@@ -170,6 +170,9 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
 
     log(f"building the scene ({(cfg.get('device') or {}).get('name', 'device')}) ...")
     scene = scene_from_config(cfg)
+    summary = scene.summary()
+    atomic_write_text(run_dir / "summary.txt", summary + "\n")
+    log(summary)
     if cfg.get("plots", True):
         from spatialopt.plots import save_scene_plots
 

@@ -35,6 +35,8 @@ def tiny_run(tmp_path_factory):
 
 def test_run_directory_holds_everything(tiny_run):
     run_dir, proc = tiny_run
+    assert (run_dir / "summary.txt").read_text().startswith("scene: 5 drivers")
+    assert "scene: 5 drivers" in proc.stdout
     for name in ("report.md", "metrics.json", "filterset/manifest.json", "filterset/filters.safetensors", "checkpoints/last.pt"):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "tb").iterdir())
