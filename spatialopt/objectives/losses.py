@@ -281,7 +281,8 @@ class LossConfig:
     wng_min_db: float = -10.0
     pre_ring_ms: float = 2.0
     post_ring_ms: float = 8.0
-    itd_weight: float = 10.0     # weight of the interaural-phase part of the binaural term
+    itd_weight: float = 30.0     # weight of the interaural-phase part of the binaural term
+    binaural_nominal_share: float = 0.5  # share of the binaural term's zone weight put on the nominal point
     drr_target_db: float = 6.0   # centre-channel direct-to-reverberant ratio to reach (rooms only)
 
 
@@ -307,6 +308,10 @@ class SystemLoss:
         self.target = target_curve_db(scene.freqs, cfg.ctc_target_db, cfg.ctc_band_hz, cfg.ctc_taper_octaves)
         self.smoothing = third_octave_matrix(scene.freqs)
         self.g_look = scene.G_ring[:, int(torch.argmin(scene.ring_az.abs()))]
+        nominal = torch.zeros_like(scene.point_weights)
+        nominal[scene.nominal_index] = 1.0
+        share = cfg.binaural_nominal_share
+        self.binaural_weights = (1 - share) * scene.point_weights + share * nominal
         self.beam_band = (scene.freqs >= cfg.beam_band_hz[0]) & (scene.freqs <= cfg.beam_band_hz[1])
 
     def terms(self, responses: dict[str, Tensor], ctc_taps: Tensor) -> dict[str, Tensor]:
@@ -316,7 +321,7 @@ class SystemLoss:
         ms = self.sample_rate / 1000.0
         return {
             "cancellation": cancellation_loss(sep, self.target, s.point_weights, cfg.worst_case_power),
-            "binaural": binaural_loss(s.H, s.H_ref, responses["W"], s.freqs, s.point_weights, phase_weight=cfg.itd_weight),
+            "binaural": binaural_loss(s.H, s.H_ref, responses["W"], s.freqs, self.binaural_weights, phase_weight=cfg.itd_weight),
             "tonal": tonal_loss(s.H, responses["W"], self.smoothing, s.nominal_index),
             "level": level_loss(s.H, s.H_ref, responses["W"], s.freqs, s.nominal_index),
             "beam": beam_loss(s.G_ring, s.ring_az, responses["B"], s.freqs, cfg.beam_band_hz, null_target_db=cfg.null_target_db),
