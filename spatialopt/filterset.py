@@ -459,7 +459,7 @@ class FilterSet:
 
     @classmethod
     def _load(cls, directory: Path) -> "FilterSet":
-        import safetensors.torch
+        from safetensors.torch import load as load_safetensors_bytes  # bytes in, tensors out (no pickle)
 
         if not os.path.lexists(directory):
             raise _fail(directory, "filter set directory not found")
@@ -553,7 +553,7 @@ class FilterSet:
             raise _fail(tensor_path, f"SHA-256 mismatch: file has {actual}, manifest says {digest} (corrupted or modified)")
         _check_safetensors_header(tensor_path, data, shapes)
         try:
-            loaded = safetensors.torch.load(data)
+            loaded = load_safetensors_bytes(data)
         except Exception as exc:  # SafetensorError derives from Exception only
             raise _fail(tensor_path, f"unreadable safetensors ({_one_line(exc)})") from None
         tensors = {}

@@ -129,7 +129,9 @@ def test_shape_validate_rejects(kwargs, key):
 
 
 def test_shape_validate_accepts_exact_fit():
-    SystemShape(n_drivers=2, n_taps=101, ctc_taps=64, beam_taps=101, virtualizer_taps=38).validate()
+    shape = SystemShape(n_drivers=2, n_taps=101, ctc_taps=64, beam_taps=101, virtualizer_taps=38)
+    shape.validate()  # 64 + 38 − 1 = 101 and 101 ≤ 101: both paths fit exactly
+    assert SpatialSystem(shape, FS).composite().shape == (3, 2, 101)
 
 
 def test_set_delays_rejects_what_does_not_fit():
