@@ -28,7 +28,7 @@ from spatialopt.objectives.losses import LossConfig, SystemLoss
 from spatialopt.objectives.metrics import evaluate_filters
 from spatialopt.train import OptimConfig, SceneTensors, Trainer, resolve_device
 
-__all__ = ["run_experiment", "parse_configs", "evaluation_config", "evaluate_filterset"]
+__all__ = ["run_experiment", "parse_configs", "evaluation_config", "free_field_config", "evaluate_filterset"]
 
 BASELINES = {  # name → (CTC design, beam design); all share the fitted virtualizer and alignment
     "kirkeby": ("kirkeby", "ls_beam"),
@@ -107,7 +107,8 @@ def evaluation_config(cfg: Mapping) -> dict:
     return out
 
 
-def _free_field(cfg: Mapping) -> dict:
+def free_field_config(cfg: Mapping) -> dict:
+    """The same config in free field: its scene's ``H`` is the direct-path part (for DRR)."""
     out = copy.deepcopy(dict(cfg))
     out["room"] = {"type": "free"}
     return out
@@ -183,7 +184,7 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     system = system.to(device=device, dtype=dtype)
     mask = band_mask(scene.freqs, scene.driver_bands, design.crossover_octaves).to(device=device, dtype=dtype)
     has_room = (cfg.get("room") or {}).get("type", "free") != "free"
-    h_direct = scene_from_config(_free_field(cfg)).H if has_room else None
+    h_direct = scene_from_config(free_field_config(cfg)).H if has_room else None
     loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct), mask, info["ctc_delay"], fs,
                       beam_delay=info["ctc_delay"])
     trainer = Trainer(system, loss, optim_cfg, run_dir, seed=int(cfg.get("seed", 0)), progress=progress)
@@ -209,7 +210,7 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
 
     log("evaluating on the held-out zone and the dense grid ...")
     eval_scene = scene_from_config(eval_cfg)
-    direct = scene_from_config(_free_field(eval_cfg)).H if has_room else None
+    direct = scene_from_config(free_field_config(eval_cfg)).H if has_room else None
     metrics = {"ours": evaluate_filterset(fir, stages["ctc"], eval_scene, direct)}
     for name, (ctc_name, _) in BASELINES.items():
         metrics[name] = evaluate_filterset(baseline_firs[name].to(torch.float32), info["baselines"][ctc_name]["ctc"].to(torch.float32), eval_scene, direct)

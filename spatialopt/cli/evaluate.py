@@ -52,7 +52,7 @@ def _compose(stored: dict, overrides: list[str]) -> dict:
 
 def evaluate(argv: list[str]) -> dict:
     from spatialopt.config import scene_from_config
-    from spatialopt.experiment import _free_field, evaluate_filterset, evaluation_config
+    from spatialopt.experiment import free_field_config, evaluate_filterset, evaluation_config
     from spatialopt.filterset import FilterSet
 
     own, overrides = _split_args(argv)
@@ -65,7 +65,7 @@ def evaluate(argv: list[str]) -> dict:
         raise ConfigError("device", scene.driver_names, f"the filter set drives {fset.driver_names}; evaluate it on that device")
     direct = None
     if (cfg.get("room") or {}).get("type", "free") != "free":
-        direct = scene_from_config(_free_field(eval_cfg)).H
+        direct = scene_from_config(free_field_config(eval_cfg)).H
     metrics = {"ours": evaluate_filterset(fset.fir, fset.stages["ctc"], scene, direct)}
     out = Path(own.get("out", "metrics.json"))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -363,29 +363,42 @@ def ls_zone_ctc(
     return torch.cat(cols, dim=-1)
 
 
-def separation_db(H: Tensor, C: Tensor) -> Tensor:
-    """Ipsi/contra power ratio of a CTC design, per frequency and point (metric ``ctc.separation_db``).
+def separation_db_per_side(H: Tensor, C: Tensor) -> Tensor:
+    """Ipsi/contra power ratio of each side of a CTC design, per frequency and point.
 
-    With ear responses E = H C: for C_l, 10·log10(|E_left,l|² / |E_right,l|²); for C_r,
-    10·log10(|E_right,r|² / |E_left,r|²); the result is the mean of the two dB values. Powers are
-    floored at the smallest normal float (finite result; 0 dB where both vanish).
+    With ear responses E = H C: side 0 is C_l, 10·log10(|E_left,l|² / |E_right,l|²); side 1 is
+    C_r, 10·log10(|E_right,r|² / |E_left,r|²). Powers are floored at the smallest normal float
+    (finite result; 0 dB where both vanish). Differentiable (the training loss uses it).
 
     Args:
         H: (F, P, 2, D) or (F, 2, D) complex ear transfer (ears left, right).
         C: (F, D, 2) complex CTC filters (C_l, C_r).
 
     Returns:
-        (F, P) or (F,) float, dB (positive = the intended ear is louder).
+        (F, P, 2) or (F, 2) float, dB (positive = the intended ear is louder).
     """
     squeeze = H.dim() == 3
     if squeeze:
         H = H[:, None]
     E = H @ C[:, None]  # (F, P, ear, channel)
-    p = E.abs().square()
+    p = E.real.square() + E.imag.square()
     sep_l = _db10(p[..., 0, 0]) - _db10(p[..., 1, 0])
     sep_r = _db10(p[..., 1, 1]) - _db10(p[..., 0, 1])
-    out = 0.5 * (sep_l + sep_r)
+    out = torch.stack([sep_l, sep_r], -1)
     return out[:, 0] if squeeze else out
+
+
+def separation_db(H: Tensor, C: Tensor) -> Tensor:
+    """Ipsi/contra power ratio of a CTC design, per frequency and point (metric ``ctc.separation_db``):
+    the mean over the two sides of :func:`separation_db_per_side`.
+
+    Args:
+        H: (F, P, 2, D) or (F, 2, D). C: (F, D, 2).
+
+    Returns:
+        (F, P) or (F,) float, dB.
+    """
+    return separation_db_per_side(H, C).mean(-1)
 
 
 def band_average(values: Tensor, freqs: Tensor, band_hz: Sequence[float]) -> Tensor:

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+# The CTC ratio and the white-noise gain are the baselines' definitions (one source of truth for
+# losses, metrics and the closed-form designs); re-exported here under the loss-side names.
+from spatialopt.design.baselines import separation_db_per_side as ctc_separation_db
+from spatialopt.design.baselines import white_noise_gain_db
+
 __all__ = [
     "LossConfig",
     "target_curve_db",
@@ -52,22 +57,6 @@ def target_curve_db(freqs: Tensor, target_db: float, band_hz, taper_octaves: flo
     """Target cancellation gain (ipsi/contra power ratio) over frequency, dB: flat ``target_db``
     over ``band_hz``, tapering to 0 dB over ``taper_octaves`` on each side. (F,) → (F,)."""
     return target_db * _raised_cosine_taper(freqs, band_hz, taper_octaves)
-
-
-def ctc_separation_db(H: Tensor, C: Tensor) -> Tensor:
-    """Ipsi/contra power ratio of the CTC stage at every point, both sides.
-
-    Args:
-        H: (F, P, 2, D). C: (F, D, 2) columns (C_l, C_r).
-
-    Returns:
-        (F, P, 2) dB: [..., 0] = |E_left/E_right|² of C_l, [..., 1] = |E_right/E_left|² of C_r.
-    """
-    e = torch.einsum("fped,fdc->fpec", H, C)  # (F, P, ear, side)
-    power = e.real**2 + e.imag**2
-    left = _db_power(power[:, :, 0, 0]) - _db_power(power[:, :, 1, 0])
-    right = _db_power(power[:, :, 1, 1]) - _db_power(power[:, :, 0, 1])
-    return torch.stack([left, right], -1)
 
 
 def cancellation_loss(sep_db: Tensor, target_db: Tensor, point_weights: Tensor, worst_case_power: float = 4.0) -> Tensor:
@@ -188,17 +177,6 @@ def beam_loss(
     inside = ((freqs >= band_hz[0]) & (freqs <= band_hz[1])).to(rel.dtype)
     weight = inside + outside_weight * (1 - inside) * (freqs > 0).to(rel.dtype)
     return (per_f * weight).sum() / weight.sum()
-
-
-def white_noise_gain_db(G_look: Tensor, weights: Tensor) -> Tensor:
-    """White-noise gain of driver weights, dB: ``|Σ_d G_d w_d|² / (Σ_d |w_d|² · max_d |G_d|²)``
-    (array gain against uncorrelated driver errors relative to the loudest single driver on
-    axis, as in :func:`spatialopt.design.baselines.white_noise_gain_db`; N equal co-located
-    drivers in delay-and-sum give N). G_look: (F, D) far field toward the listener; weights
-    (F, D). Returns (F,)."""
-    coherent = (G_look * weights).sum(-1).abs() ** 2
-    incoherent = (weights.abs() ** 2).sum(-1) * (G_look.abs() ** 2).amax(-1)
-    return _db_power(coherent) - _db_power(incoherent)
 
 
 def beam_axis_loss(G_look: Tensor, B: Tensor, freqs: Tensor, delay_s: float, band: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,7 +57,7 @@ def _separation(H: Tensor, C: Tensor, freqs: Tensor, band, nominal: int) -> dict
 def _group_delay_s(e: Tensor, freqs: Tensor, band) -> float:
     """Energy-weighted mean group delay of a response (F,) over a band, seconds."""
     sel = _band(freqs, band)
-    phase = torch.from_numpy(__import__("numpy").unwrap(torch.angle(e).cpu().numpy())).to(freqs.dtype)
+    phase = torch.from_numpy(np.unwrap(torch.angle(e).cpu().numpy())).to(freqs.dtype)
     omega = 2 * math.pi * freqs
     gd = -torch.gradient(phase, spacing=(omega,))[0]
     w = (e.abs() ** 2) * sel
