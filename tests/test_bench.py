@@ -43,6 +43,6 @@ def test_cli_lists_only_existing_benchmarks(capsys):
         assert name in text
     assert "all" in text
     with pytest.raises(SystemExit):
-        parser.parse_args(["render"])
+        parser.parse_args(["no-such-benchmark"])
     args = parser.parse_args(["scene", "--repeat", "3", "--json", "out.json"])
     assert (args.benchmark, args.repeat, str(args.json), args.n_fft) == ("scene", 3, "out.json", 1024)

@@ -328,6 +328,9 @@ class Benchmark:
     options: dict[str, tuple[str, type, Any, str]] = field(default_factory=dict)
 
 
+from spatialopt.bench.upmix import bench_upmix, format_upmix  # noqa: E402  (after Benchmark: no cycle)
+from spatialopt.bench.render import bench_render, format_render  # noqa: E402  (after Benchmark: no cycle)
+
 BENCHMARKS: dict[str, Benchmark] = {
     "scene": Benchmark(
         run=bench_scene,
@@ -338,6 +341,33 @@ BENCHMARKS: dict[str, Benchmark] = {
             "zone": ("zone", str, "dense", "zone config name under conf/zone/"),
             "n-fft": ("n_fft", int, 1024, "design FFT size (n_fft/2 + 1 frequencies)"),
             "max-order": ("max_order", int, 3, "image-source reflection order"),
+        },
+    ),
+    "upmix": Benchmark(
+        run=bench_upmix,
+        format=format_upmix,
+        help="LRC upmix centre extraction (SDR, SIR, hard-panned leakage, speed) on synthetic 48 kHz mixes "
+             "vs the passive mid (L+R)/2 and ffmpeg surround",
+        options={
+            "seconds": ("seconds", float, 10.0, "length of each synthetic mix in seconds"),
+            "seed": ("seed", int, 0, "base random seed of the mixes"),
+            "threads": ("threads", int, 0, "torch threads while it runs (0: torch's default)"),
+        },
+    ),
+    "render": Benchmark(
+        run=bench_render,
+        format=format_render,
+        help="batched streaming renderer (3 inputs → 5 drivers, 1024 taps, 48 kHz) vs scipy oaconvolve, "
+             "ffmpeg afir and torchaudio fftconvolve: real-time factors per batch and block size",
+        options={
+            "seconds": ("seconds", float, 10.0, "audio per stream, seconds"),
+            "batches": ("batches", str, "1,8,64", "batch sizes, comma-separated"),
+            "blocks": ("blocks", str, "64,256,1024", "block sizes, comma-separated"),
+            "taps": ("n_taps", int, 1024, "taps per filter"),
+            "max-batch-audio": ("max_batch_audio", float, 160.0,
+                                "at most this many stream-seconds per case (shorter streams for big batches)"),
+            "device": ("device", str, "cpu", "our renderer's device: cpu, cuda or auto"),
+            "threads": ("threads", int, 1, "torch threads and ffmpeg filter threads (0: library defaults)"),
         },
     ),
 }
