@@ -209,6 +209,11 @@ def test_ffmpeg_script_equals_the_convolution(tmp_path, ffmpeg, n_drivers, n_tap
     assert sf.info(str(tmp_path / "out put.wav")).subtype == "FLOAT"
     ref = reference_output(x, fset.fir.numpy())
     assert np.abs(y - ref).max() <= FFMPEG_TOL * np.abs(ref).max()
+    # ... and equals spatialopt's own renderer on the same file (the criterion).
+    from spatialopt.render import render_offline
+
+    ours = render_offline(fset, torch.from_numpy(x)[None], upmix=False)[0].double().numpy()
+    assert np.abs(y - ours).max() <= FFMPEG_TOL * np.abs(ours).max()
 
 
 def test_ffmpeg_command_file_runs_in_the_export_directory(tmp_path, ffmpeg):

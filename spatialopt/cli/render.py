@@ -1,0 +1,325 @@
+"""``spatialopt-render``: apply a filter set to an audio file (driver feeds), optionally binaural.
+
+    spatialopt-render input=IN.wav filterset=DIR output=OUT.wav
+                      [upmix=auto|true|false] [block_size=4096] [device=auto]
+                      [subtype=FLOAT|PCM_24|PCM_16] [gain_db=0] [limiter=auto|true|false]
+                      [ceiling_db=-1] [binaural=false] [progress=true]
+
+Input: any file libsndfile reads (WAV, FLAC, AIFF, OGG…). Documented conversions: a rate other
+than the filter set's is resampled (torchaudio's band-limited resampler); mono is duplicated to
+stereo. Stereo is upmixed to L', R', C (``upmix=auto``); a 3-channel file is taken as L, R, C.
+Anything else, an unreadable file or non-finite samples: one clear error, no output file.
+
+Output: D channels, one per driver in the filter set's order, at the filter set's rate; the full
+convolution (input length + T − 1 samples, plus the upmixer's n_fft − 1 when it runs: no tail is
+cut), with the upmixer's look-ahead latency removed so the output is aligned with the input
+exactly as the filters define it.
+Peaks: the output peak is reported. ``gain_db`` is applied first; then, when the result would
+exceed ``ceiling_db`` dBFS in a fixed-point file (``limiter=auto``) or whenever asked
+(``limiter=true``), a linked look-ahead limiter (:mod:`spatialopt.dsp.limiter`) holds every
+channel under the ceiling with one shared gain, keeping the inter-driver relations CTC needs.
+``limiter=false`` with a fixed-point file that would overflow hard-clips at full scale and says
+so: a file never wraps around. Float files (the default) keep their peaks.
+
+``binaural=true`` also writes ``OUT.binaural.wav`` — what a listener at the design's nominal
+point hears through the device (for headphones) — and ``OUT.reference.wav``, the same stereo on a
+real ±30° loudspeaker pair through the same head, for A/B listening (:mod:`spatialopt.preview`).
+
+Every file is written to a temporary sibling and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from spatialopt.cli._common import one_line_errors
+from spatialopt.errors import ConfigError, DataError
+
+KEYS = {
+    "input": None, "filterset": None, "output": None, "upmix": "auto", "block_size": "4096",
+    "device": "auto", "subtype": "FLOAT", "gain_db": "0", "limiter": "auto", "ceiling_db": "-1",
+    "binaural": "false", "progress": "true",
+}
+SUBTYPES = ("FLOAT", "PCM_24", "PCM_16")
+CHUNK_SECONDS = 1.0
+LIMITER_HALF_WIDTH_S = 0.005  # 5 ms look-ahead/hold and release
+
+
+def _bool(key: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(key, value, "must be true or false")
+
+
+def _number(key: str, value: str, kind=float):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigError(key, value, f"must be {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(number):
+        raise ConfigError(key, value, "must be finite")
+    return number
+
+
+def parse_args(argv: list[str]) -> dict:
+    """``key=value`` arguments → validated options (one :class:`ConfigError` per problem)."""
+    raw: dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise ConfigError("argument", arg, "expected key=value, e.g. input=IN.wav filterset=DIR output=OUT.wav")
+        if key not in KEYS:
+            raise ConfigError(key, value, f"unknown option; known: {', '.join(KEYS)}")
+        raw[key] = value
+    for key in ("input", "filterset", "output"):
+        if not raw.get(key):
+            raise ConfigError(key, None, "is required: spatialopt-render input=IN.wav filterset=DIR output=OUT.wav")
+    opts = {**KEYS, **raw}
+    upmix = opts["upmix"].strip().lower()
+    if upmix not in ("auto", "true", "false"):
+        raise ConfigError("upmix", opts["upmix"], "must be auto, true or false")
+    limiter = opts["limiter"].strip().lower()
+    if limiter not in ("auto", "true", "false"):
+        raise ConfigError("limiter", opts["limiter"], "must be auto, true or false")
+    subtype = opts["subtype"].strip().upper()
+    if subtype not in SUBTYPES:
+        raise ConfigError("subtype", opts["subtype"], f"must be one of {', '.join(SUBTYPES)}")
+    block = _number("block_size", opts["block_size"], int)
+    if block < 1:
+        raise ConfigError("block_size", block, "must be a positive integer (samples)")
+    ceiling = _number("ceiling_db", opts["ceiling_db"])
+    if ceiling > 0:
+        raise ConfigError("ceiling_db", ceiling, "must be <= 0 dBFS")
+    output = Path(os.path.expanduser(opts["output"]))
+    if output.suffix.lower() != ".wav":
+        raise ConfigError("output", opts["output"], "must be a .wav file")
+    if not output.parent.is_dir():
+        raise ConfigError("output", opts["output"], f"its directory {output.parent} does not exist")
+    return {
+        "input": Path(os.path.expanduser(opts["input"])), "filterset": opts["filterset"], "output": output,
+        "upmix": upmix, "block_size": block, "device": opts["device"], "subtype": subtype,
+        "gain_db": _number("gain_db", opts["gain_db"]), "limiter": limiter, "ceiling_db": ceiling,
+        "binaural": _bool("binaural", opts["binaural"]), "progress": _bool("progress", opts["progress"]),
+    }
+
+
+def read_input(path: Path, sample_rate: float) -> tuple[np.ndarray, list[str]]:
+    """Read an audio file as (channels, S) float32 at ``sample_rate``; notes on conversions."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise DataError(f"input {path}: no such file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile's messages are one line
+        raise DataError(f"input {path}: cannot read it as audio ({exc})") from None
+    x = np.ascontiguousarray(data.T)
+    if x.shape[1] == 0:
+        raise DataError(f"input {path}: the file holds no samples")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        ch, n = np.argwhere(bad)[0]
+        raise DataError(f"input {path}: non-finite sample (NaN/Inf) at channel {ch}, frame {n}")
+    notes = []
+    if x.shape[0] == 1:
+        x = np.repeat(x, 2, axis=0)
+        notes.append("mono input duplicated to stereo")
+    if rate != sample_rate:
+        import torchaudio.functional as AF
+
+        x = AF.resample(torch.from_numpy(x), int(rate), int(sample_rate)).numpy()
+        notes.append(f"resampled {rate} Hz → {sample_rate:g} Hz")
+    return x, notes
+
+
+def _temp_sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.stem}.{tag}.{os.getpid()}.tmp.wav")
+
+
+class _Stream:
+    """One renderer writing into a temporary float32 WAV, tracking the peak."""
+
+    def __init__(self, renderer, path: Path, sample_rate: float, skip: int):
+        import soundfile as sf
+
+        self.renderer, self.path, self.skip = renderer, path, skip
+        self.tmp = _temp_sibling(path, "render")
+        self.file = sf.SoundFile(str(self.tmp), "w", int(sample_rate), renderer.n_drivers, "FLOAT")
+        self.peak = 0.0
+        self.frames = 0
+
+    def feed(self, chunk: torch.Tensor) -> None:
+        y = self.renderer.process(chunk)[0].cpu().numpy()  # (D, n)
+        if self.skip:
+            cut = min(self.skip, y.shape[1])
+            y, self.skip = y[:, cut:], self.skip - cut
+        if y.shape[1]:
+            self.peak = max(self.peak, float(np.abs(y).max()))
+            self.file.write(y.T)
+            self.frames += y.shape[1]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _finish(stream: _Stream, opts: dict, label: str) -> str:
+    """Gain, limiter or clip, final subtype; atomic rename. Returns the report line."""
+    import soundfile as sf
+
+    gain = 10 ** (opts["gain_db"] / 20)
+    ceiling = 10 ** (opts["ceiling_db"] / 20)
+    peak = stream.peak * gain
+    fixed_point = opts["subtype"] != "FLOAT"
+    use_limiter = opts["limiter"] == "true" or (opts["limiter"] == "auto" and fixed_point and peak > ceiling)
+    clip = fixed_point and not use_limiter and peak > 1.0
+    final = _temp_sibling(stream.path, "final")
+    reduction = 0.0
+    try:
+        if gain == 1.0 and not use_limiter and not fixed_point:
+            os.replace(stream.tmp, final)
+        else:
+            reduction = _rewrite(stream.tmp, final, gain, ceiling if use_limiter else None, clip, opts["subtype"])
+            stream.tmp.unlink()
+        os.replace(final, stream.path)
+    finally:
+        for leftover in (stream.tmp, final):
+            if leftover.exists():
+                leftover.unlink()
+    rate = sf.info(str(stream.path)).samplerate
+    line = (f"wrote {stream.path} ({label}): {stream.renderer.n_drivers} channels × {stream.frames} frames at "
+            f"{rate} Hz, {opts['subtype']}; peak {_dbfs(peak)} dBFS")
+    if use_limiter:
+        line += f", limiter at {opts['ceiling_db']:g} dBFS (up to {reduction:.1f} dB of gain reduction)"
+    elif clip:
+        line += " — CLIPPED at full scale (limiter=false); use limiter=auto or a negative gain_db"
+    elif peak > 1.0:
+        line += " (above full scale; a float file keeps it — lower gain_db before converting)"
+    return line
+
+
+def _dbfs(value: float) -> str:
+    return f"{20 * math.log10(value):+.1f}" if value > 0 else "-inf"
+
+
+def _rewrite(src: Path, dst: Path, gain: float, ceiling: float | None, clip: bool, subtype: str) -> float:
+    """Second pass, chunked: gain, then the limiter (with 2W samples of context each side, the
+    reach of its gain) or a hard clip; written as ``subtype``. Returns the largest reduction, dB."""
+    import soundfile as sf
+
+    from spatialopt.dsp.limiter import limiter_gain
+
+    with sf.SoundFile(str(src)) as fin:
+        rate, n_frames = fin.samplerate, fin.frames
+        w = int(round(LIMITER_HALF_WIDTH_S * rate))
+        margin = 2 * w
+        chunk = max(int(CHUNK_SECONDS * rate), 4 * margin)
+        worst = 1.0
+        with sf.SoundFile(str(dst), "w", rate, fin.channels, subtype) as fout:
+            for start in range(0, n_frames, chunk):
+                lo, hi = max(0, start - margin), min(n_frames, start + chunk + margin)
+                fin.seek(lo)
+                y = fin.read(hi - lo, dtype="float64", always_2d=True).T * gain
+                if ceiling is not None:
+                    g = limiter_gain(torch.from_numpy(y), ceiling, w).numpy()
+                    y = y * g
+                    worst = min(worst, float(g[start - lo: start - lo + chunk].min()))
+                elif clip:
+                    y = np.clip(y, -1.0, 1.0)
+                fout.write(y[:, start - lo: start - lo + min(chunk, n_frames - start)].T)
+    return -20 * math.log10(worst)
+
+
+def render_file(opts: dict, log=print) -> list[str]:
+    """Render ``opts['input']`` through the filter set; returns the report lines."""
+    from tqdm import tqdm
+
+    from spatialopt.filterset import FilterSet
+    from spatialopt.render import Renderer
+
+    fset = FilterSet.load(opts["filterset"])
+    x, notes = read_input(opts["input"], fset.sample_rate)
+    channels = x.shape[0]
+    if opts["upmix"] == "auto":
+        upmix = channels == 2
+    else:
+        upmix = opts["upmix"] == "true"
+    expected = 2 if upmix else 3
+    if channels != expected:
+        hint = "stereo input needs upmix=auto/true" if channels == 2 else "a 3-channel input is L, R, C: upmix=false/auto"
+        raise DataError(f"input {opts['input']}: {channels} channels, but {'the upmix takes 2' if upmix else 'the filter matrix takes 3 (L, R, C)'}"
+                        f" ({hint}; mono is duplicated, other channel counts are not supported)")
+    device = opts["device"]
+    renderer = Renderer(fset, block_size=opts["block_size"], device=device, upmix=upmix)
+    skip = renderer.latency_samples - fset.latency_samples  # the upmixer's look-ahead
+    # The full convolution (T − 1 samples of tail) plus, with the upmix, its frames' spread past
+    # the input's end (as long as its look-ahead), after that look-ahead is removed.
+    tail = fset.n_taps - 1 + 2 * skip
+    streams = [_Stream(renderer, opts["output"], fset.sample_rate, skip)]
+    if opts["binaural"]:
+        from spatialopt.preview import binaural_filters
+
+        filters = binaural_filters(fset)
+        for tag, fir, up in (("binaural", filters.system, upmix), ("reference", filters.reference, False)):
+            path = opts["output"].with_name(f"{opts['output'].stem}.{tag}.wav")
+            view = SimpleNamespace(fir=fir.to(torch.float32), sample_rate=fset.sample_rate, upmix=fset.upmix,
+                                   latency_samples=fset.latency_samples)
+            r = Renderer(view, block_size=opts["block_size"], device=device, upmix=up)
+            streams.append(_Stream(r, path, fset.sample_rate, r.latency_samples - fset.latency_samples))
+        tail = max(tail, filters.system.shape[-1] - 1 + 2 * skip, filters.reference.shape[-1] - 1)
+    stereo = x[:2]
+    total = x.shape[1] + tail
+    chunk = int(CHUNK_SECONDS * fset.sample_rate)
+    try:
+        with tqdm(total=total, unit="frame", unit_scale=True, desc="render", disable=not opts["progress"],
+                  file=sys.stderr) as bar:
+            for start in range(0, total, chunk):
+                stop = min(total, start + chunk)
+                block = np.zeros((channels, stop - start), dtype=np.float32)
+                have = max(0, min(stop, x.shape[1]) - start)
+                block[:, :have] = x[:, start:start + have]
+                main = torch.from_numpy(block)[None]
+                for s in streams:
+                    if s.renderer.n_inputs == channels:
+                        s.feed(main)
+                    else:  # the reference pair takes plain L, R (no upmix): (L, R, 0)
+                        pair = np.zeros((3, stop - start), dtype=np.float32)
+                        pair[:2, :have] = stereo[:, start:start + have]
+                        s.feed(torch.from_numpy(pair)[None])
+                bar.update(stop - start)
+        for s in streams:
+            s.close()
+        lines = notes + [_finish(s, opts, tag) for s, tag in zip(streams, ("drivers", "binaural", "reference"))]
+    finally:
+        for s in streams:
+            if not s.file.closed:
+                s.file.close()
+            if s.tmp.exists():
+                s.tmp.unlink()
+    for line in lines:
+        log(line)
+    return lines
+
+
+@one_line_errors("spatialopt-render")
+def run(argv: list[str] | None = None) -> int:
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    render_file(opts)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    raise SystemExit(run(argv))
+
+
+if __name__ == "__main__":
+    main()
