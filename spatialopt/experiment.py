@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 
 from spatialopt.config import scene_from_config
-from spatialopt.design.baselines import band_mask
 from spatialopt.design.initialize import DesignConfig, baseline_composite, initialize_system
 from spatialopt.design.system import SystemShape
 from spatialopt.errors import ConfigError
 from spatialopt.fileio import atomic_write_text
-from spatialopt.objectives.losses import LossConfig, SystemLoss
+from spatialopt.objectives.losses import LossConfig, SystemLoss, crossover_spec
 from spatialopt.objectives.metrics import evaluate_filters
 from spatialopt.train import OptimConfig, SceneTensors, Trainer, resolve_device
 
@@ -85,12 +84,28 @@ def parse_configs(cfg: Mapping, n_drivers: int, sample_rate: float):
         lo, hi = getattr(loss, key)
         if not 0 <= lo < hi <= sample_rate / 2:
             raise ConfigError(f"loss.{key}", [lo, hi], f"must satisfy 0 <= low < high <= fs/2 = {sample_rate / 2:g}")
+    order = loss.crossover_order
+    if isinstance(order, bool) or not isinstance(order, int) or order < 2 or order % 2:
+        raise ConfigError("loss.crossover_order", order, "must be an even integer >= 2 (Linkwitz–Riley order)")
+    if not (isinstance(loss.crossover_floor_db, (int, float)) and -200 <= loss.crossover_floor_db <= 0):
+        raise ConfigError("loss.crossover_floor_db", loss.crossover_floor_db, "must be a number in [-200, 0] dB")
     n_fft = int((cfg.get("scene") or {}).get("n_fft", 1024))
     if n_fft < shape.n_taps:
         raise ConfigError("scene.n_fft", n_fft, f"must be >= system.n_taps = {shape.n_taps} so the optimiser's grid resolves the filters")
     optim = _dataclass_from(OptimConfig, cfg.get("optim"), "optim")
     optim.validate()
     return shape, design, loss, optim
+
+
+def upmix_config(cfg: Mapping, sample_rate: float) -> dict:
+    """The LRC upmix parameters (``upmix`` group), validated now, before any work: the complete
+    set (defaults filled in) that the filter set stores for its renderers."""
+    from spatialopt.dsp.upmix import Upmixer
+
+    params = cfg.get("upmix") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError("upmix", params, "must be a mapping of upmix parameters")
+    return dict(Upmixer(sample_rate, **params).params)
 
 
 def evaluation_config(cfg: Mapping) -> dict:
@@ -167,6 +182,7 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     dtype = torch.float32 if dtype_name == "float32" else torch.float64
     n_drivers = len((cfg.get("device") or {}).get("drivers") or [])
     shape, design, loss_cfg, optim_cfg = parse_configs(cfg, n_drivers, fs)
+    upmix_params = upmix_config(cfg, fs)
     eval_cfg = evaluation_config(cfg)
 
     log(f"building the scene ({(cfg.get('device') or {}).get('name', 'device')}) ...")
@@ -182,10 +198,10 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     system, info = initialize_system(scene, shape, design, n_fft)
     baseline_firs = {name: baseline_composite(info["baselines"], system, ctc, beam) for name, (ctc, beam) in BASELINES.items()}
     system = system.to(device=device, dtype=dtype)
-    mask = band_mask(scene.freqs, scene.driver_bands, design.crossover_octaves).to(device=device, dtype=dtype)
+    crossover = crossover_spec(scene.driver_bands, loss_cfg.crossover_order, loss_cfg.crossover_floor_db, shape.n_taps, fs)
     has_room = (cfg.get("room") or {}).get("type", "free") != "free"
     h_direct = scene_from_config(free_field_config(cfg)).H if has_room else None
-    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct), mask, info["ctc_delay"], fs,
+    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct), crossover, info["ctc_delay"], fs,
                       beam_delay=info["ctc_delay"])
     trainer = Trainer(system, loss, optim_cfg, run_dir, seed=int(cfg.get("seed", 0)), progress=progress)
     if cfg.get("resume") and trainer.load_checkpoint():
@@ -224,7 +240,7 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     filterset = FilterSet(
         fir=fir, sample_rate=fs, driver_names=scene.driver_names, latency_samples=info["ctc_delay"],
         stages=stages, delays={"lr_delay": system.lr_delay, "c_delay": system.c_delay},
-        driver_positions=scene.driver_positions.to(torch.float32), upmix={"centre_gain": math.sqrt(0.5)},
+        driver_positions=scene.driver_positions.to(torch.float32), upmix=upmix_params,
         config=dict(cfg), metrics=metrics,
     )
     export_dir = run_dir / str((cfg.get("export") or {}).get("dir", "filterset"))
@@ -254,6 +270,7 @@ REPORT_ROWS = [
     ("beam white-noise gain, min (dB)", ("effort", "wng_db_min"), "≥ −10"),
     ("largest per-driver gain (dB)", ("effort", "max_gain_db"), ""),
     ("out-of-band level, ≥ ⅓ oct outside (dB re in-band)", ("effort", "out_of_band_db"), ""),
+    ("excess over an LR8 crossover, worst bin (dB)", ("effort", "crossover_excess_db"), "≤ 0"),
     ("path skew C vs L/R (ms)", ("align", "path_skew_ms"), "≤ 0.1"),
     ("direct-to-reverberant ratio, C (dB)", ("room", "drr_db"), ""),
 ]

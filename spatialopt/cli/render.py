@@ -3,12 +3,13 @@
     spatialopt-render input=IN.wav filterset=DIR output=OUT.wav
                       [upmix=auto|true|false] [block_size=4096] [device=auto]
                       [subtype=FLOAT|PCM_24|PCM_16] [gain_db=0] [limiter=auto|true|false]
-                      [ceiling_db=-1] [binaural=false] [progress=true]
+                      [ceiling_db=-1] [binaural=false] [progress=true] [drivers=D]
 
 Input: any file libsndfile reads (WAV, FLAC, AIFF, OGG…). Documented conversions: a rate other
 than the filter set's is resampled (torchaudio's band-limited resampler); mono is duplicated to
 stereo. Stereo is upmixed to L', R', C (``upmix=auto``); a 3-channel file is taken as L, R, C.
-Anything else, an unreadable file or non-finite samples: one clear error, no output file.
+Anything else, an unreadable file or non-finite samples: one clear error, no output file; so is
+a filter set whose driver count differs from ``drivers=D`` (the outputs the playback expects).
 
 Output: D channels, one per driver in the filter set's order, at the filter set's rate; the full
 convolution (input length + T − 1 samples, plus the upmixer's n_fft − 1 when it runs: no tail is
@@ -45,7 +46,7 @@ from spatialopt.errors import ConfigError, DataError
 KEYS = {
     "input": None, "filterset": None, "output": None, "upmix": "auto", "block_size": "4096",
     "device": "auto", "subtype": "FLOAT", "gain_db": "0", "limiter": "auto", "ceiling_db": "-1",
-    "binaural": "false", "progress": "true",
+    "binaural": "false", "progress": "true", "drivers": "",
 }
 SUBTYPES = ("FLOAT", "PCM_24", "PCM_16")
 CHUNK_SECONDS = 1.0
@@ -110,7 +111,17 @@ def parse_args(argv: list[str]) -> dict:
         "upmix": upmix, "block_size": block, "device": opts["device"], "subtype": subtype,
         "gain_db": _number("gain_db", opts["gain_db"]), "limiter": limiter, "ceiling_db": ceiling,
         "binaural": _bool("binaural", opts["binaural"]), "progress": _bool("progress", opts["progress"]),
+        "drivers": _drivers(opts["drivers"]),
     }
+
+
+def _drivers(value: str) -> int | None:
+    if value == "":
+        return None
+    n = _number("drivers", value, int)
+    if n < 1:
+        raise ConfigError("drivers", n, "must be a positive integer (output channels expected)")
+    return n
 
 
 def read_input(path: Path, sample_rate: float) -> tuple[np.ndarray, list[str]]:
@@ -247,6 +258,9 @@ def render_file(opts: dict, log=print) -> list[str]:
     from spatialopt.render import Renderer
 
     fset = FilterSet.load(opts["filterset"])
+    if opts.get("drivers") is not None and opts["drivers"] != fset.n_drivers:
+        raise DataError(f"filter set {opts['filterset']} feeds {fset.n_drivers} drivers ({', '.join(fset.driver_names)}), "
+                        f"but drivers={opts['drivers']} output channels were requested")
     x, notes = read_input(opts["input"], fset.sample_rate)
     channels = x.shape[0]
     if opts["upmix"] == "auto":

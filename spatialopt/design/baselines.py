@@ -41,6 +41,7 @@ from torch import Tensor
 
 __all__ = [
     "band_mask",
+    "crossover_ceiling_db",
     "kirkeby_regularization",
     "kirkeby_ctc",
     "zone_target_delays",
@@ -177,6 +178,43 @@ def band_mask(freqs: Tensor, driver_bands: Tensor, transition_octaves: float = 1
         up = _raised_cosine(_octaves_above(freqs, lo) / transition_octaves) if lo > 0 else torch.ones_like(freqs)
         down = _raised_cosine(-_octaves_above(freqs, hi) / transition_octaves) if math.isfinite(hi) else torch.ones_like(freqs)
         cols.append(up * down)
+    return torch.stack(cols, dim=-1)
+
+
+def crossover_ceiling_db(freqs: Tensor, driver_bands: Tensor, order: int = 8, floor_db: float = -50.0,
+                         min_edge_hz: float = 0.0) -> Tensor:
+    """Out-of-band ceiling of each driver's feed: a Linkwitz–Riley crossover's magnitude.
+
+    Outside its ``band_hz`` a driver's level (dB re its in-band rms) must stay below
+    ``max(floor_db, 20·log10|H_LR(f)|)``, where ``H_LR`` is the band-pass made of an LR high-pass
+    at ``lo`` and an LR low-pass at ``hi`` of the given order (|H| = 1/(1 + (f/f_c)^n) for the
+    low-pass: −6 dB at the edge, 6·n dB per octave beyond it). Inside the band there is no
+    ceiling (+inf), nor below a lower edge under ``min_edge_hz`` (an FIR of T taps cannot roll
+    off below about 2·fs/T; the driver's own mechanics must) nor above an infinite upper edge.
+
+    Args:
+        freqs: (F,) Hz. driver_bands: (D, 2) Hz. order: even LR order n ≥ 2 (8 = 48 dB/octave).
+        floor_db: deepest ceiling, dB. min_edge_hz: lower edges below this are not constrained.
+
+    Returns:
+        (F, D) float64 ceiling in dB (+inf where unconstrained).
+    """
+    if order < 2 or order % 2:
+        raise ValueError("order must be an even integer >= 2 (Linkwitz–Riley)")
+    bands = torch.as_tensor(driver_bands, dtype=torch.float64).cpu()
+    f = freqs.to(torch.float64).cpu()
+    cols = []
+    for lo, hi in bands.tolist():  # loop over drivers only
+        ceiling = torch.full_like(f, math.inf)
+        if lo > 0 and lo >= min_edge_hz:
+            below = (f < lo) & (f > 0)
+            hp_db = -20 * torch.log10(1 + (lo / f[below]) ** order)
+            ceiling[below] = hp_db.clamp_min(floor_db)
+            ceiling[f == 0] = floor_db
+        if math.isfinite(hi):
+            above = f > hi
+            ceiling[above] = (-20 * torch.log10(1 + (f[above] / hi) ** order)).clamp_min(floor_db)
+        cols.append(ceiling)
     return torch.stack(cols, dim=-1)
 
 

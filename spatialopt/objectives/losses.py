@@ -34,6 +34,8 @@ __all__ = [
     "beam_axis_loss",
     "white_noise_gain_db",
     "band_loss",
+    "crossover_spec",
+    "crossover_reference_power",
     "compactness_loss",
     "level_loss",
     "SystemLoss",
@@ -64,7 +66,10 @@ def cancellation_loss(sep_db: Tensor, target_db: Tensor, point_weights: Tensor, 
 
     ``s = relu(target − sep)`` (dB); per frequency and side the zone is summarised by the weighted
     power mean ``(Σ_p w_p s^q)^{1/q}`` (q = ``worst_case_power``: q = 2 is rms, larger q moves
-    toward the worst point), then squared and averaged over frequencies where the target is > 0.
+    toward the worst point), then squared and averaged over frequencies weighted by the target's
+    taper ``target / max(target)``: outside the band the target fades and so does the weight of a
+    shortfall there (near Nyquist the separation of a lone tweeter is meaningless, and a 0/1
+    weight made the optimiser boost it by 14 dB at 23.9 kHz to lift a 0.01 dB target).
 
     Args:
         sep_db: (F, P, 2). target_db: (F,). point_weights: (P,) summing to 1.
@@ -79,8 +84,8 @@ def cancellation_loss(sep_db: Tensor, target_db: Tensor, point_weights: Tensor, 
     scale = short.amax(1, keepdim=True).detach().clamp_min(1e-3)
     inner = (point_weights[None, :, None] * (short / scale) ** q).sum(1)
     zone = scale[:, 0] * (inner + 1e-12) ** (1.0 / q)  # (F, 2)
-    active = (target_db > 0).to(zone.dtype)
-    return (zone**2 * active[:, None]).sum() / (2 * active.sum().clamp_min(1.0))
+    weight = (target_db / target_db.max().clamp_min(1e-12)).clamp_min(0.0).to(zone.dtype)
+    return (zone**2 * weight[:, None]).sum() / (2 * weight.sum().clamp_min(1e-12))
 
 
 def binaural_loss(
@@ -217,16 +222,61 @@ def effort_loss(W: Tensor, G_look: Tensor, band: Tensor, max_gain_db: float = 12
     return over.mean() + under
 
 
-def band_loss(W: Tensor, mask: Tensor, floor_db: float = -40.0) -> Tensor:
-    """Crossover: outside its band (mask (F, D) in [0, 1]) every driver stays ``floor_db`` below its
-    in-band rms level, in every channel. Penalty ``(1 − mask)·relu(level − floor)²`` per bin,
-    averaged — a per-bin ceiling, so a few low-frequency bins cannot hide in an energy average.
-    W: (F, D, 3). Returns () dB²."""
+def band_loss(W: Tensor, ceiling_db: Tensor, inside: Tensor) -> Tensor:
+    """Crossover: outside its band every driver's feed stays under a Linkwitz–Riley-shaped
+    ceiling (:func:`~spatialopt.design.baselines.crossover_ceiling_db`), dB re its in-band rms
+    level, in every channel. Penalty ``relu(level − ceiling)²`` per bin, averaged — a per-bin
+    ceiling, so a few bins cannot hide in an energy average, and one a T-tap FIR can meet, unlike
+    a brick wall at the band edge.
+
+    Args:
+        W: (F, D, 3) composite responses. ceiling_db: (F, D), +inf where unconstrained.
+        inside: (F, D) bool, the in-band bins that set each driver's reference level.
+
+    Returns:
+        () dB².
+    """
     power = W.real**2 + W.imag**2  # (F, D, 3)
-    inside = mask[..., None]
-    ref = (power * inside).sum(0) / inside.sum(0).clamp_min(1.0)  # (D, 3) in-band mean power
+    ref = crossover_reference_power(power, inside)
     level = _db_power(power) - _db_power(ref)[None]
-    return ((1 - inside) * torch.relu(level - floor_db) ** 2).mean()
+    return (torch.relu(level - ceiling_db[..., None]) ** 2).mean()
+
+
+def crossover_reference_power(power: Tensor, inside: Tensor, floor_db: float = -60.0) -> Tensor:
+    """Reference level of each driver's feed for the crossover ceiling: its in-band mean power,
+    but at least ``floor_db`` re the channel's loudest driver — a driver a channel hardly uses
+    is judged against the channel, not against its own near-zero level (which would make the
+    dB penalty and its gradient explode). power: (F, D, C); inside: (F, D) bool → (D, C)."""
+    inside = inside.to(power.dtype)[..., None]
+    ref = (power * inside).sum(0) / inside.sum(0).clamp_min(1.0)  # (D, C) in-band mean power
+    return torch.maximum(ref, ref.amax(0, keepdim=True) * 10 ** (floor_db / 10))
+
+
+def crossover_spec(driver_bands: Tensor, order: int, floor_db: float, n_taps: int, sample_rate: float,
+                   oversample: int = 4) -> dict[str, Tensor | int]:
+    """The crossover ceiling for :func:`band_loss` on a grid ``oversample``× denser than the
+    T-tap composite's own DFT: a grid of T points pins the taps but not the response between
+    its bins, where an unconstrained filter peaks (seen: +4 dB at 22.4 kHz on a tweeter whose
+    on-grid response met the ceiling). Lower edges below 2·fs/T stay unconstrained (no T-tap FIR
+    can roll off there).
+
+    Args:
+        driver_bands: (D, 2) Hz. order, floor_db: see
+            :func:`~spatialopt.design.baselines.crossover_ceiling_db`. n_taps: T. sample_rate: Hz.
+
+    Returns:
+        ``{"n_fft": N, "ceiling_db": (N/2 + 1, D) float64, "inside": (N/2 + 1, D) bool,
+        "top_hz": highest band edge of any driver}`` on ``rfftfreq(N, 1/fs)``, N = oversample·T
+        rounded up to a power of two.
+    """
+    from spatialopt.design.baselines import crossover_ceiling_db
+
+    n_fft = 1 << (oversample * n_taps - 1).bit_length()
+    freqs = torch.fft.rfftfreq(n_fft, 1.0 / sample_rate, dtype=torch.float64)
+    ceiling = crossover_ceiling_db(freqs, driver_bands, order, floor_db, min_edge_hz=2.0 * sample_rate / n_taps)
+    bands = torch.as_tensor(driver_bands, dtype=torch.float64).cpu()
+    inside = (freqs[:, None] >= bands[:, 0]) & (freqs[:, None] <= bands[:, 1])
+    return {"n_fft": n_fft, "ceiling_db": ceiling, "inside": inside, "top_hz": float(bands[:, 1].max())}
 
 
 def compactness_loss(ctc_taps: Tensor, main_delay: int, pre_ring: int, post_ring: int) -> Tensor:
@@ -247,7 +297,7 @@ class LossConfig:
 
     weights: dict = field(default_factory=lambda: {
         "cancellation": 4.0, "binaural": 1.0, "tonal": 2.0, "level": 0.1, "beam": 0.5,
-        "beam_axis": 1.0, "effort": 0.5, "band": 1.0, "compactness": 1.0, "drr": 0.5,
+        "beam_axis": 1.0, "effort": 0.5, "band": 10.0, "compactness": 1.0, "drr": 0.5,
     })
     ctc_target_db: float = 20.0
     ctc_band_hz: tuple = (1500.0, 8000.0)
@@ -262,6 +312,8 @@ class LossConfig:
     itd_weight: float = 30.0     # weight of the interaural-phase part of the binaural term
     binaural_nominal_share: float = 0.5  # share of the binaural term's zone weight put on the nominal point
     drr_target_db: float = 6.0   # centre-channel direct-to-reverberant ratio to reach (rooms only)
+    crossover_order: int = 8     # Linkwitz–Riley order of the out-of-band ceiling (8 = 48 dB/octave)
+    crossover_floor_db: float = -50.0  # deepest out-of-band ceiling, dB re in-band
 
 
 class SystemLoss:
@@ -270,16 +322,25 @@ class SystemLoss:
     Args:
         cfg: :class:`LossConfig`. scene: an object with ``freqs``, ``H``, ``H_ref``, ``G_ring``,
             ``ring_az``, ``point_weights``, ``nominal_index`` (tensors), and ``H_direct`` (the
-            free-field part of ``H``) when there is a room — it enables the ``drr`` term. mask: (F, D) band mask.
+            free-field part of ``H``) when there is a room — it enables the ``drr`` term.
+        crossover: :func:`crossover_spec` of the composite (its own dense grid).
         ctc_delay: main tap of the CTC filters (samples). sample_rate: Hz.
         beam_delay: on-axis delay of the C path (samples; default ``ctc_delay``): its modelling
             delay plus the alignment delay.
     """
 
-    def __init__(self, cfg: LossConfig, scene, mask: Tensor, ctc_delay: int, sample_rate: float, beam_delay: int | None = None):
+    def __init__(self, cfg: LossConfig, scene, crossover: dict, ctc_delay: int, sample_rate: float,
+                 beam_delay: int | None = None):
         self.cfg = cfg
         self.scene = scene
-        self.mask = mask
+        self.crossover_n_fft = int(crossover["n_fft"])
+        self.ceiling_db = crossover["ceiling_db"].to(device=scene.freqs.device, dtype=scene.freqs.dtype)
+        self.inside = crossover["inside"].to(scene.freqs.device)
+        # The C path's on-axis response and beam pattern are shaped only where some driver may
+        # play: above the top band edge those requests fight the crossovers (they pushed the
+        # tweeter to +3 dB at 23.7 kHz, 17 dB over its ceiling).
+        self.playable = scene.freqs <= crossover.get("top_hz", math.inf)
+        self.axis_band = (scene.freqs > 0) & self.playable
         self.ctc_delay = ctc_delay
         self.beam_delay_s = (ctc_delay if beam_delay is None else beam_delay) / sample_rate
         self.sample_rate = sample_rate
@@ -302,10 +363,11 @@ class SystemLoss:
             "binaural": binaural_loss(s.H, s.H_ref, responses["W"], s.freqs, self.binaural_weights, phase_weight=cfg.itd_weight),
             "tonal": tonal_loss(s.H, responses["W"], self.smoothing, s.nominal_index),
             "level": level_loss(s.H, s.H_ref, responses["W"], s.freqs, s.nominal_index),
-            "beam": beam_loss(s.G_ring, s.ring_az, responses["B"], s.freqs, cfg.beam_band_hz, null_target_db=cfg.null_target_db),
-            "beam_axis": beam_axis_loss(self.g_look, responses["B"], s.freqs, self.beam_delay_s, s.freqs > 0),
+            "beam": beam_loss(s.G_ring[self.playable], s.ring_az, responses["B"][self.playable], s.freqs[self.playable],
+                             cfg.beam_band_hz, null_target_db=cfg.null_target_db),
+            "beam_axis": beam_axis_loss(self.g_look, responses["B"], s.freqs, self.beam_delay_s, self.axis_band),
             "effort": effort_loss(responses["W"], self.g_look, self.beam_band, cfg.max_gain_db, cfg.wng_min_db),
-            "band": band_loss(responses["W"], self.mask),
+            "band": band_loss(torch.fft.rfft(responses["fir"], self.crossover_n_fft).permute(2, 1, 0), self.ceiling_db, self.inside),
             "compactness": compactness_loss(ctc_taps, self.ctc_delay, int(cfg.pre_ring_ms * ms), int(cfg.post_ring_ms * ms)),
         } | ({} if getattr(s, "H_direct", None) is None else {
             "drr": drr_loss(s.H, s.H_direct, responses["B"], s.freqs, s.point_weights, cfg.beam_band_hz, cfg.drr_target_db),

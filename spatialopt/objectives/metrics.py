@@ -19,9 +19,9 @@ from torch import Tensor
 
 from spatialopt.design import baselines
 from spatialopt.dsp.filters import fir_response
-from spatialopt.objectives.losses import ctc_separation_db, third_octave_matrix, white_noise_gain_db
+from spatialopt.objectives.losses import ctc_separation_db, crossover_reference_power, third_octave_matrix, white_noise_gain_db
 
-__all__ = ["MetricBands", "evaluate_filters", "out_of_band_db"]
+__all__ = ["MetricBands", "evaluate_filters", "out_of_band_db", "crossover_excess_db"]
 
 
 class MetricBands:
@@ -34,6 +34,8 @@ class MetricBands:
     beam = (800.0, 4000.0)
     tonal = (200.0, 16000.0)
     align = (500.0, 4000.0)
+    crossover_order = 8          # the crossover standard the feeds are held to: Linkwitz–Riley 48 dB/octave
+    crossover_floor_db = -50.0   # ... down to this level re the driver's in-band rms
 
 
 def _band(freqs: Tensor, band) -> Tensor:
@@ -83,6 +85,25 @@ def out_of_band_db(W: Tensor, freqs: Tensor, driver_bands: Tensor, resolution_hz
         ref = power[inside].mean(0)  # (C,)
         worst = max(worst, float((_db(power[outside]) - _db(ref)).max()))
     return worst if math.isfinite(worst) else None
+
+
+def crossover_excess_db(W: Tensor, freqs: Tensor, driver_bands: Tensor, n_taps: int, sample_rate: float,
+                        order: int = MetricBands.crossover_order, floor_db: float = MetricBands.crossover_floor_db) -> float | None:
+    """How far any driver's feed rises above a Linkwitz–Riley crossover of ``order`` outside its
+    band (the ceiling of :func:`~spatialopt.design.baselines.crossover_ceiling_db`, lower edges
+    below 2·fs/T exempt), dB re that driver's in-band rms; the worst bin of any driver and
+    channel. ≤ 0 means every feed is at least as band-limited as that crossover. W: (F, D, C)."""
+    from spatialopt.design.baselines import crossover_ceiling_db
+
+    f = freqs.to(torch.float64)
+    ceiling = crossover_ceiling_db(f, driver_bands, order, floor_db, min_edge_hz=2.0 * sample_rate / n_taps)
+    bands = torch.as_tensor(driver_bands, dtype=torch.float64).cpu()
+    inside = (f[:, None] >= bands[:, 0]) & (f[:, None] <= bands[:, 1])
+    power = W.abs().to(torch.float64) ** 2
+    ref = crossover_reference_power(power, inside)  # (D, C)
+    excess = _db(power) - _db(ref)[None] - ceiling[..., None]
+    constrained = torch.isfinite(ceiling)[..., None].expand_as(excess)
+    return float(excess[constrained].max()) if constrained.any() else None
 
 
 def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_direct_H: Tensor | None = None) -> dict:
@@ -147,7 +168,8 @@ def evaluate_filters(fir: Tensor, ctc: Tensor, scene, sample_rate: float, drr_di
     # Effort: white-noise gain of the centre beam over its band; largest per-driver gain.
     wng = white_noise_gain_db(look, B)
     effort = {"wng_db_min": float(wng[beam_sel].min()), "max_gain_db": float(_db(W.abs().max() ** 2)),
-              "out_of_band_db": out_of_band_db(W, f, scene.driver_bands, sample_rate / fir.shape[-1])}
+              "out_of_band_db": out_of_band_db(W, f, scene.driver_bands, sample_rate / fir.shape[-1]),
+              "crossover_excess_db": crossover_excess_db(W, f, scene.driver_bands, fir.shape[-1], sample_rate)}
 
     # Alignment: arrival (group delay) of the C path vs the L path at the left ear, nominal point.
     skew_s = _group_delay_s(e[:, 0, 2], f, MetricBands.align) - _group_delay_s(e[:, 0, 0], f, MetricBands.align)

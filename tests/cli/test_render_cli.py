@@ -144,6 +144,7 @@ def test_binaural_preview_reference_pair_has_the_head_ild(saved_set, tmp_path):
     ("no_filterset", "filter set"),
     ("bad_subtype", "subtype"),
     ("stereo_no_upmix", "2 channels"),
+    ("driver_count", "feeds 5 drivers"),
 ])
 def test_bad_input_one_line_no_output(saved_set, tmp_path, capsys, setup, message):
     _, path = saved_set
@@ -161,6 +162,8 @@ def test_bad_input_one_line_no_output(saved_set, tmp_path, capsys, setup, messag
         argv[1] = f"filterset={tmp_path / 'missing'}"
     if setup == "bad_subtype":
         argv.append("subtype=MP3")
+    if setup == "driver_count":
+        argv.append("drivers=4")
     if setup == "stereo_no_upmix":
         _write(inp, np.zeros((2, 100)))
         argv.append("upmix=false")

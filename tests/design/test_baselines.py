@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -182,6 +184,31 @@ def test_ctc_on_the_default_scene(scene):
     assert zone["zone_p10"] > kirk["zone_p10"] + 2.0  # the zone design holds up better over the zone
     assert zone["zone_mean"] > kirk["zone_mean"]
     assert _effort_db(cz, H_nom, f) <= _effort_db(ck, H_nom, f)  # and needs no more effort
+
+
+def test_crossover_ceiling_is_a_linkwitz_riley_magnitude():
+    """Reference: scipy's analog Butterworth; an LR crossover of order 2m is a Butterworth of
+    order m squared. Outside the band the ceiling equals |H_LR| in dB (tolerance 1e-9 dB) until
+    it reaches the floor; inside it is unconstrained."""
+    from scipy import signal
+
+    f = torch.logspace(1, math.log10(24000), 400, dtype=torch.float64)
+    lo, hi = 200.0, 10000.0
+    c = bl.crossover_ceiling_db(f, torch.tensor([[lo, hi]]), order=8, floor_db=-50.0)[:, 0]
+    w = 2 * math.pi * f.numpy()
+    b, a = signal.butter(4, 2 * math.pi * lo, btype="highpass", analog=True)
+    hp = 2 * 20 * np.log10(np.abs(signal.freqs(b, a, w)[1]))
+    b, a = signal.butter(4, 2 * math.pi * hi, btype="lowpass", analog=True)
+    lp = 2 * 20 * np.log10(np.abs(signal.freqs(b, a, w)[1]))
+    below, above, inside = f < lo, f > hi, (f >= lo) & (f <= hi)
+    ref = torch.from_numpy(np.maximum(np.where(below.numpy(), hp, lp), -50.0))
+    assert bool(torch.isinf(c[inside]).all())
+    torch.testing.assert_close(c[below | above], ref[below | above], rtol=0, atol=1e-9)
+    # 48 dB/octave: one octave below the edge LR8 is −20·log10(1 + 2⁸) = −48.2 dB.
+    one_octave = bl.crossover_ceiling_db(torch.tensor([100.0]), torch.tensor([[lo, hi]]), 8, -80.0)
+    assert float(one_octave) == pytest.approx(-20 * math.log10(1 + 2**8), abs=1e-9)
+    with pytest.raises(ValueError, match="even"):
+        bl.crossover_ceiling_db(f, torch.tensor([[lo, hi]]), order=3)
 
 
 def test_band_masks_respected_by_every_baseline(scene):

@@ -210,23 +210,34 @@ def test_effort_loss_zero_inside_limits_and_positive_outside():
 
 def test_band_loss():
     n_f, n_d = 12, 3
-    mask = (torch.rand(n_f, n_d, generator=torch.Generator().manual_seed(4)) > 0.5).to(F64)
-    mask[0] = 1.0
-    W = _crandn(n_f, n_d, 3, seed=5) * mask[..., None]
-    assert float(L.band_loss(W, mask)) == 0.0
-    # Flat response: out-of-band bins sit at 0 dB re in band, 40 dB over the floor → (1−mask)·40².
+    inside = torch.zeros(n_f, n_d, dtype=torch.bool)
+    inside[: n_f // 2] = True
+    ceiling = torch.where(inside, torch.tensor(math.inf, dtype=F64), torch.tensor(-40.0, dtype=F64))
+    W = _crandn(n_f, n_d, 3, seed=5) * inside[..., None]
+    assert float(L.band_loss(W, ceiling, inside)) == 0.0
+    # Flat response: out-of-band bins sit at 0 dB re in band, 40 dB over the ceiling on half the bins.
     ones = torch.ones(n_f, n_d, 3, dtype=C128)
-    half = torch.zeros(n_f, n_d, dtype=F64)
-    half[: n_f // 2] = 1.0
-    assert float(L.band_loss(ones, half)) == pytest.approx(0.5 * 40.0**2, rel=1e-9)
-    # 50 dB down outside the band: under the −40 dB floor, no penalty.
+    assert float(L.band_loss(ones, ceiling, inside)) == pytest.approx(0.5 * 40.0**2, rel=1e-9)
     quiet = ones.clone()
-    quiet[n_f // 2 :] *= 10 ** (-50 / 20)
-    assert float(L.band_loss(quiet, half)) == 0.0
-    # 30 dB down: 10 dB over the floor on half the bins.
+    quiet[n_f // 2 :] *= 10 ** (-50 / 20)  # under the ceiling: no penalty
+    assert float(L.band_loss(quiet, ceiling, inside)) == 0.0
     loud = ones.clone()
-    loud[n_f // 2 :] *= 10 ** (-30 / 20)
-    assert float(L.band_loss(loud, half)) == pytest.approx(0.5 * 10.0**2, rel=1e-6)
+    loud[n_f // 2 :] *= 10 ** (-30 / 20)  # 10 dB over
+    assert float(L.band_loss(loud, ceiling, inside)) == pytest.approx(0.5 * 10.0**2, rel=1e-6)
+    # The reference is the in-band mean power: scaling a driver's whole feed changes nothing.
+    assert float(L.band_loss(loud * 7.0, ceiling, inside)) == pytest.approx(0.5 * 10.0**2, rel=1e-6)
+
+
+def test_crossover_spec_dense_grid_and_unresolvable_low_edges():
+    bands = torch.tensor([[40.0, 500.0], [200.0, 10000.0]], dtype=F64)
+    spec = L.crossover_spec(bands, 8, -50.0, n_taps=1000, sample_rate=48000)
+    assert spec["n_fft"] == 4096  # 4 × 1000 taps, rounded up to a power of two
+    f = torch.fft.rfftfreq(4096, 1 / 48000, dtype=F64)
+    ceiling, inside = spec["ceiling_db"], spec["inside"]
+    assert ceiling.shape == inside.shape == (2049, 2)
+    # 2·fs/T = 96 Hz: the woofer's 40 Hz edge is unconstrained, the mids' 200 Hz edge is.
+    assert bool(torch.isinf(ceiling[f < 40, 0]).all()) and bool(torch.isfinite(ceiling[(f > 0) & (f < 200), 1]).all())
+    assert bool((inside[:, 1] == ((f >= 200) & (f <= 10000))).all())
 
 
 def test_compactness_loss():
@@ -251,9 +262,10 @@ def test_system_loss_terms_finite_for_initialised_system(scene):
     shape = SystemShape(n_drivers=5, n_taps=512, ctc_taps=256, beam_taps=256, virtualizer_taps=128)
     system, info = initialize_system(scene, shape, DesignConfig(), 256)
     system = system.double()
-    mask = bl.band_mask(scene.freqs, scene.driver_bands, 1 / 3)
     cfg = L.LossConfig()
-    loss = L.SystemLoss(cfg, SceneTensors(scene, torch.device("cpu"), F64), mask, info["ctc_delay"], scene.sample_rate)
+    crossover = L.crossover_spec(scene.driver_bands, cfg.crossover_order, cfg.crossover_floor_db, shape.n_taps,
+                                 scene.sample_rate)
+    loss = L.SystemLoss(cfg, SceneTensors(scene, torch.device("cpu"), F64), crossover, info["ctc_delay"], scene.sample_rate)
     terms = loss.terms(system.responses(scene.freqs), system.ctc)
     assert set(terms) == set(cfg.weights) - {"drr"}  # drr needs a room (H_direct); this scene is free field
     for name, value in terms.items():

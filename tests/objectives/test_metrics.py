@@ -35,7 +35,7 @@ EXTRA = {  # additions (DESIGN.md §8: add freely): the 0.5–1.5 kHz CTC band t
     "ctc.low_band.separation_db.sweet_mean", "ctc.low_band.separation_db.zone_mean",
     "ctc.low_band.separation_db.zone_p10", "ctc.low_band.band_hz",
     "virtual.itd_err_us_rms_bands.150-300", "virtual.itd_err_us_rms_bands.300-1500",
-    "virtual.itd_band_hz", "virtual.ild_band_hz", "effort.out_of_band_db",
+    "virtual.itd_band_hz", "virtual.ild_band_hz", "effort.out_of_band_db", "effort.crossover_excess_db",
 }
 
 
@@ -208,3 +208,25 @@ def test_out_of_band_level_by_hand():
     assert out_of_band_db(W, f, bands, resolution_hz=48000 / 1024) == pytest.approx(-25.0, abs=1e-9)
     # with a finer resolution the untouched sub-30 Hz bins (0 dB) count
     assert out_of_band_db(W, f, bands, resolution_hz=10.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_crossover_excess_by_hand():
+    """A feed shaped exactly like the LR8 ceiling sits at 0 dB excess; 6 dB louder out of band
+    gives +6 dB; a low edge below 2·fs/T is exempt."""
+    from spatialopt.design.baselines import crossover_ceiling_db
+    from spatialopt.objectives.metrics import crossover_excess_db
+
+    f = torch.linspace(0, 24000, 4097, dtype=torch.float64)
+    bands = torch.tensor([[200.0, 10000.0], [30.0, 500.0]], dtype=torch.float64)
+    ceiling = crossover_ceiling_db(f, bands, 8, -50.0)
+    gain = torch.where(torch.isfinite(ceiling), 10 ** (ceiling / 20), torch.ones_like(ceiling))
+    W = gain[..., None].to(torch.complex128)
+    W[0] = 1e-6  # DC: below every ceiling
+    assert crossover_excess_db(W, f, bands, 1024, 48000) == pytest.approx(0.0, abs=1e-9)
+    W[f > 10000, 0] *= 2.0
+    assert crossover_excess_db(W, f, bands, 1024, 48000) == pytest.approx(20 * math.log10(2.0), abs=1e-9)
+    # driver 1 below 30 Hz left at 0 dB: exempt at T = 1024 (2·fs/T = 94 Hz), counted at T = 8192
+    W[f > 10000, 0] /= 2.0
+    W[(f > 0) & (f < 30), 1] = 1.0
+    assert crossover_excess_db(W, f, bands, 1024, 48000) == pytest.approx(0.0, abs=1e-9)
+    assert crossover_excess_db(W, f, bands, 8192, 48000) > 10.0
