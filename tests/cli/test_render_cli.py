@@ -182,3 +182,39 @@ def test_console_script(saved_set, tmp_path):
                            f"output={out}", "progress=false"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sf.info(str(out)).channels == 5 and "wrote" in done.stdout
+
+
+@pytest.mark.parametrize("rate", [44100, 32000, 96000])
+def test_block_wise_resampling_equals_whole_signal(tmp_path, rate):
+    """The file is read and resampled in blocks (memory bounded); with its context the result is
+    the whole-signal torchaudio resampling (tolerance 1e-6 of the peak)."""
+    import torchaudio.functional as AF
+
+    from spatialopt.cli.render import AudioInput
+
+    x = np.random.default_rng(4).uniform(-0.5, 0.5, (2, int(2.3 * rate))).astype(np.float32)
+    path = _write(tmp_path / "in.wav", x, rate)
+    audio = AudioInput(path, FS, block_seconds=0.25)
+    blocks = list(audio.blocks())
+    audio.close()
+    assert len(blocks) > 5
+    got = np.concatenate(blocks, axis=1)
+    ref = AF.resample(torch.from_numpy(x), rate, FS).numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_header_claiming_huge_length_is_read_as_far_as_it_goes(tmp_path):
+    """A WAV whose header claims ~2^31 frames but holds 1000: blocks stop at the data, nothing of
+    the claimed size is allocated (the progress total is a hint only)."""
+    from spatialopt.cli.render import AudioInput
+
+    path = _write(tmp_path / "in.wav", np.zeros((3, 1000)), FS, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    data_at = raw.index(b"data")
+    raw[data_at + 4: data_at + 8] = (0x7FFFFFF0).to_bytes(4, "little")  # data chunk size: ~2 GiB
+    path.write_bytes(bytes(raw))
+    audio = AudioInput(path, FS, block_seconds=0.01)
+    total = sum(b.shape[1] for b in audio.blocks())
+    audio.close()
+    assert total == 1000
