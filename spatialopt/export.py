@@ -52,7 +52,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,7 +62,7 @@ from numpy import bool_ as np_bool
 from torch import Tensor
 
 from spatialopt.errors import ConfigError, DataError
-from spatialopt.fileio import atomic_path, atomic_write_text
+from spatialopt.fileio import atomic_path, atomic_write_text, swap_directory_into_place
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -599,7 +598,7 @@ def export_filterset(filterset, out_dir, formats: Iterable[str] = EXPORT_FORMATS
                 if not os.access(p, os.X_OK):
                     os.chmod(p, 0o666 & ~mask)
         os.chmod(tmp, 0o777 & ~mask)
-        _swap_into_place(tmp, target)
+        swap_directory_into_place(tmp, target)
         tmp = None
     except OSError as exc:
         raise DataError(f"{where}: {_one_line(exc)}") from None
@@ -607,24 +606,6 @@ def export_filterset(filterset, out_dir, formats: Iterable[str] = EXPORT_FORMATS
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return {key: [target / p.name for p in paths] for key, paths in written.items()}
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and deleted after."""
-    if not os.path.lexists(target):
-        os.rename(new, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    if os.path.islink(old):
-        os.unlink(old)
-    else:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "swap_directory_into_place"]
 
 
 @contextlib.contextmanager
@@ -36,3 +38,23 @@ def atomic_write_text(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def swap_directory_into_place(new: Path, target: Path) -> None:
+    """Rename the complete directory ``new`` to ``target``; an existing ``target`` is moved aside
+    first (and restored if the rename fails) and deleted after, so ``target`` always names either
+    the complete old or the complete new directory. A symlinked ``target`` loses only the link."""
+    if not os.path.lexists(target):
+        os.rename(new, target)
+        return
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    if os.path.islink(old):
+        os.unlink(old)
+    else:
+        shutil.rmtree(old, ignore_errors=True)

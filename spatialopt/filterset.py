@@ -52,7 +52,6 @@ import os
 import shutil
 import struct
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +61,7 @@ import torch
 from torch import Tensor
 
 from spatialopt.errors import DataError, SpatialoptError
+from spatialopt.fileio import swap_directory_into_place
 
 try:
     from numpy import bool_ as np_bool
@@ -418,7 +418,7 @@ class FilterSet:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            _swap_into_place(tmp, target)
+            swap_directory_into_place(tmp, target)
             tmp = None
             _fsync_dir(parent)
         except OSError as exc:
@@ -713,24 +713,6 @@ def _check_safetensors_header(path: Path, data: bytes, shapes: dict[str, list]) 
         end = stop
     if 8 + n + end != len(data):
         raise _fail(path, f"tensor data ends at byte {8 + n + end}, the file has {len(data)} bytes")
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and deleted after."""
-    if not os.path.lexists(target):
-        os.rename(new, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    if os.path.islink(old):  # the target was a symlink to a directory: drop the link only
-        os.unlink(old)
-    else:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_dir(directory: Path) -> None:
