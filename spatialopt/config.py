@@ -334,6 +334,22 @@ def _check_zone(zone: Zone, device: Device, listener: Listener, room: Shoebox | 
                                   f"driver '{d.name}' ends up outside the room")
 
 
+def config_file_paths(cfg: Mapping) -> list[tuple[str, str]]:
+    """The files a config would open, as ``(key, path)``: ``listener.sofa_file`` and
+    ``device.drivers[i].file``. Callers use it to refuse paths stored in a file they were handed
+    (a filter set's design config) unless the user trusts that file."""
+    found = []
+    listener = cfg.get("listener")
+    if isinstance(listener, Mapping) and listener.get("sofa_file"):
+        found.append(("listener.sofa_file", str(listener["sofa_file"])))
+    device = cfg.get("device")
+    drivers = device.get("drivers") if isinstance(device, Mapping) else None
+    for i, driver in enumerate(drivers if isinstance(drivers, list) else []):
+        if isinstance(driver, Mapping) and driver.get("file"):
+            found.append((f"device.drivers[{i}].file", str(driver["file"])))
+    return found
+
+
 def scene_from_config(cfg: Mapping) -> Scene:
     """Build the whole scene from the resolved top-level config mapping.
 

@@ -15,7 +15,7 @@ Layout of a filter set directory::
         driver_names     D strings (unique, non-empty)
         driver_positions (D, 3) metres, or null
         latency_samples  the design's modelling delay, samples (int >= 0)
-        delays           {"lr_delay": int, "c_delay": int} whole-sample alignment delays
+        delays           {"lr_delay": int, "c_delay": int} whole-sample alignment delays (0..n_taps)
         upmix            LRC upmix parameters, e.g. {"centre_gain": 0.7071} (flat: name → JSON scalar)
         tensors          {name: shape} of every tensor in filters.safetensors
         files            {"tensors": {"name": "filters.safetensors", "bytes": N, "sha256": hex}}
@@ -238,6 +238,7 @@ class FilterSet:
         """
         from spatialopt.design.system import compose_fir
 
+        _check_delays("filter set", {"lr_delay": lr_delay, "c_delay": c_delay}, int(n_taps))
         stages = {
             name: t.detach().to("cpu", torch.float32).contiguous()
             for name, t in (("ctc", ctc), ("virtualizer", virtualizer), ("beam", beam))
@@ -307,6 +308,7 @@ class FilterSet:
             if not bool(torch.isfinite(t.detach().to(torch.float32)).all()):
                 raise _fail(where, f"{name} contains NaN or Inf (or values beyond float32 range)")
         _check_metadata(where, meta)
+        _check_delays(where, self.delays, self.n_taps)
 
     def _raw_metadata(self, where) -> dict[str, Any]:
         """Metadata fields as they are (positions as nested lists), for validation."""
@@ -537,6 +539,7 @@ class FilterSet:
         if shapes["fir"][2] != n_taps:
             raise _fail(manifest_path, f"n_taps={n_taps} but fir has {shapes['fir'][2]} taps")
         _check_metadata(manifest_path, manifest)
+        _check_delays(manifest_path, manifest["delays"], n_taps)
         for key in ("created", "spatialopt_version"):
             if manifest.get(key) is not None and not isinstance(manifest[key], str):
                 raise _fail(manifest_path, f"{key} must be a string or null")
@@ -649,6 +652,15 @@ def _check_metadata(where, meta: dict[str, Any]) -> None:
         raise _fail(where, f"config must be an object, got {type(meta['config']).__name__}")
     if meta.get("metrics") is not None and not isinstance(meta["metrics"], dict):
         raise _fail(where, f"metrics must be an object or null, got {type(meta['metrics']).__name__}")
+
+
+def _check_delays(where, delays: dict, n_taps: int) -> None:
+    """Alignment delays place their path inside the composite: at most ``n_taps`` samples (a
+    longer delay leaves nothing of the path, and compose_fir cannot place it)."""
+    for key in DELAY_NAMES:
+        value = delays.get(key) if isinstance(delays, dict) else None
+        if _is_int(value) and value > n_taps:
+            raise _fail(where, f"delays.{key}={value} is beyond the composite's n_taps={n_taps} samples")
 
 
 def _read_regular(path: Path, limit: int, what: str) -> bytes:

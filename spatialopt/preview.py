@@ -68,7 +68,7 @@ def _longest_path_s(config: dict) -> float:
     return (order + 1) * math.sqrt(sum(d * d for d in dims)) / c
 
 
-def binaural_filters(filterset, n_fft: int | None = None) -> BinauralFilters:
+def binaural_filters(filterset, n_fft: int | None = None, trust_config_paths: bool = False) -> BinauralFilters:
     """Binaural preview filters of a filter set at its design's nominal listening point.
 
     Args:
@@ -76,13 +76,20 @@ def binaural_filters(filterset, n_fft: int | None = None) -> BinauralFilters:
             scene (``device``, ``listener``, ``room``, ``scene``, ``fs``).
         n_fft: FFT size of the ear responses (samples); default: the next power of two that
             holds the longest acoustic path plus 50 ms of decay.
+        trust_config_paths: open the files the stored config names (a SOFA listener, measured
+            drivers). Off by default: a filter set from elsewhere must not make us open paths.
 
     Returns:
         :class:`BinauralFilters`.
     """
-    from spatialopt.config import scene_from_config
+    from spatialopt.config import config_file_paths, scene_from_config
 
     config = filterset.config or {}
+    paths = config_file_paths(config)
+    if paths and not trust_config_paths:
+        named = ", ".join(f"{key}={path}" for key, path in paths)
+        raise DataError(f"the filter set's design config names files ({named}); stored paths are not opened "
+                        "unless you trust the set (trust_config_paths=true)")
     if not isinstance(config.get("device"), dict) or not isinstance(config.get("listener"), dict):
         raise DataError("the filter set does not record the scene it was designed with (config.device/listener); "
                         "a binaural preview needs it")

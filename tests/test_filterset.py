@@ -475,6 +475,28 @@ def test_bad_sample_rate(saved, rate):
     assert_load_fails(directory, directory / MANIFEST_NAME, f"sample_rate={rate!r}")
 
 
+@pytest.mark.parametrize("key", ["lr_delay", "c_delay"])
+def test_delay_beyond_the_composite_is_refused(saved, tmp_path, key):
+    """Found by fuzzing (issue 6): a delay in (T, T + path length) made check_composition (and
+    anything composing the stages) fail inside compose_fir with a RuntimeError."""
+    _, directory = saved
+    manifest = read_manifest(directory)
+    manifest["delays"][key] = T + 1
+    write_manifest(directory, manifest)
+    assert_load_fails(directory, directory / MANIFEST_NAME, f"delays.{key}={T + 1} is beyond the composite's n_taps={T}")
+    manifest["delays"][key] = T  # the path starts at the end: nothing of it is left, but it is placeable
+    write_manifest(directory, manifest)
+    with pytest.raises(DataError, match="composition check"):  # the taps say otherwise: DataError, no crash
+        FilterSet.load(directory).check_composition()
+    with pytest.raises(DataError, match=f"delays.{key}={T + 1}"):
+        make_filterset(**{key: T + 1})
+    fs = make_filterset()
+    fs.delays[key] = T + 5
+    with pytest.raises(DataError, match=f"delays.{key}={T + 5}"):
+        fs.save(tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize("field, value, fragment", [
     ("n_taps", 10**12, "n_taps=1000000000000"),
     ("tensors", {"fir": [3, D, 10**12]}, "tensors.fir: shape [3, 4, 1000000000000]"),

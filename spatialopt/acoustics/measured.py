@@ -8,9 +8,9 @@ unit monopole at the same distance, i.e. pressure × distance × 4π with the pr
 
 Formats:
 
-* ``.npz`` (loaded with ``allow_pickle=False``): ``freqs`` (M,) Hz, ``pattern`` (M, S) complex,
-  ``azimuth_deg`` and ``elevation_deg`` (S,) degrees, optional ``weights`` (S,) quadrature
-  weights (≥ 0, e.g. summing to 4π).
+* ``.npz`` (read by :func:`read_npz`: no pickle, each header checked before its data is read):
+  ``freqs`` (M,) Hz, ``pattern`` (M, S) complex, ``azimuth_deg`` and ``elevation_deg`` (S,)
+  degrees, optional ``weights`` (S,) quadrature weights (≥ 0, e.g. summing to 4π).
 * SOFA ``FreeFieldDirectivityTF`` (any other file name; read with h5py): ``Data.Real`` and
   ``Data.Imag`` (M measurements, R receivers, N frequencies), frequencies in the variable ``N``
   (Hz). The values are taken as monopole-unit far-field samples as they are (no distance or
@@ -34,6 +34,8 @@ Any problem raises :class:`~spatialopt.errors.DataError` naming the file and the
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import zipfile
 import zlib
@@ -44,7 +46,7 @@ import torch
 from spatialopt.acoustics.sofa import MAX_ELEMENTS, one_line, open_sofa, read_positions, read_variable, view_rotations
 from spatialopt.errors import DataError
 
-__all__ = ["load_directivity", "NPZ_KEYS"]
+__all__ = ["load_directivity", "read_npz", "NPZ_KEYS"]
 
 NPZ_KEYS = ("freqs", "pattern", "azimuth_deg", "elevation_deg")  # required; "weights" is optional
 # What np.load / zipfile raise on a damaged archive (found by fuzzing bytes of valid ones).
@@ -73,6 +75,41 @@ def load_directivity(path: str) -> dict:
 
 
 def _load_npz(name: str) -> dict:
+    arrays = read_npz(name, NPZ_KEYS, optional=("weights",), kinds="biufc", max_elements=MAX_ELEMENTS)
+    return _validate(
+        name, arrays["freqs"], arrays["pattern"], arrays["azimuth_deg"], arrays["elevation_deg"], arrays.get("weights")
+    )
+
+
+def read_npz(name: str, keys, optional=(), kinds: str | dict = "biufc", max_elements: int = MAX_ELEMENTS,
+             max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Arrays of an ``.npz`` archive (as :func:`numpy.savez` writes it), read without pickle and
+    without trusting its headers.
+
+    Each member's ``.npy`` header is parsed and checked *before* its data is read: versions 1.0
+    and 2.0 only, header at most 10000 bytes, a plain dtype of one of ``kinds`` (no object, void or
+    structured dtypes: nothing that pickle could be asked to build), no negative dimensions, at
+    most ``max_elements`` values and ``max_bytes`` bytes. Then exactly that many bytes are read
+    (a short member is refused), and the member must end there (which also makes ``zipfile`` check
+    its CRC). So memory is bounded by the limits whatever the headers or the compression claim.
+
+    Args:
+        name: file name. keys: required member names (``key`` or ``key.npy`` in the archive).
+        optional: members read when present. kinds: allowed ``dtype.kind`` letters, one string for
+            all keys or ``{key: kinds}``. max_elements: values per array. max_bytes: bytes per
+            array (default ``16 · max_elements``).
+
+    Returns:
+        ``{key: array}`` in native byte order (C order), for the required keys and the optional
+        ones present.
+
+    Raises:
+        DataError: not an ``.npz`` archive, missing member, or any member that fails the checks
+            above; the message names the file (and the member).
+    """
+    import tokenize
+
+    max_bytes = 16 * max_elements if max_bytes is None else max_bytes
     if not os.path.isfile(name):
         raise DataError(f"{name}: file not found")
     # np.load takes anything that is neither zip nor .npy for a pickle; say what it really is.
@@ -81,30 +118,63 @@ def _load_npz(name: str) -> dict:
             magic = fh.read(6)
     except OSError as exc:
         raise DataError(f"{name}: cannot be read ({one_line(exc)})") from None
-    if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{name}: holds a single array, expected an .npz archive with keys {', '.join(keys)}")
+    if not magic.startswith(b"PK"):
         raise DataError(f"{name}: not an .npz archive (no zip signature)")
+    header_errors = (ValueError, SyntaxError, TypeError, tokenize.TokenError, RecursionError)
+    arrays = {}
     try:
-        archive = np.load(name, allow_pickle=False)
+        with zipfile.ZipFile(name) as archive:
+            members = {}
+            for member in archive.namelist():
+                members.setdefault(member[:-4] if member.endswith(".npy") else member, member)
+            missing = [key for key in keys if key not in members]
+            if missing:
+                raise DataError(f"{name}: missing key(s) {', '.join(missing)} (found: {', '.join(members) or 'none'})")
+            for key in (*keys, *(k for k in optional if k in members)):
+                allowed = kinds.get(key, "biufc") if isinstance(kinds, dict) else kinds
+                where = f"{name}: key {key!r}"
+                with archive.open(members[key]) as fp:
+                    prefix = fp.read(8)
+                    if len(prefix) < 8 or prefix[:6] != b"\x93NUMPY" or prefix[6:8] not in (b"\x01\x00", b"\x02\x00"):
+                        raise DataError(f"{where} is not a .npy array (version 1.0 or 2.0)")
+                    width = 2 if prefix[6] == 1 else 4
+                    length_bytes = fp.read(width)
+                    length = int.from_bytes(length_bytes, "little")
+                    if len(length_bytes) < width or length > 10000:
+                        raise DataError(f"{where}: .npy header of {length} bytes (at most 10000 are read)")
+                    text = fp.read(length)
+                    if len(text) < length:
+                        raise DataError(f"{where}: truncated .npy header")
+                    read_header = (np.lib.format.read_array_header_1_0 if width == 2
+                                   else np.lib.format.read_array_header_2_0)
+                    try:
+                        shape, fortran, dtype = read_header(io.BytesIO(length_bytes + text))
+                    except header_errors as exc:
+                        raise DataError(f"{where}: malformed .npy header ({one_line(exc)})") from None
+                    if (dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None
+                            or dtype.kind not in allowed or dtype.itemsize == 0):
+                        raise DataError(f"{where} cannot be read as a numeric array (dtype {dtype}; expected kinds "
+                                        f"{allowed!r}, never objects)")
+                    if any(d < 0 for d in shape):
+                        raise DataError(f"{where}: invalid shape {shape}")
+                    count = math.prod(shape)
+                    if count > max_elements or count * dtype.itemsize > max_bytes:
+                        raise DataError(f"{where} has shape {shape} ({count} values), more than the "
+                                        f"{max_elements} values / {max_bytes} bytes allowed")
+                    data = fp.read(count * dtype.itemsize)
+                    if len(data) < count * dtype.itemsize:
+                        raise DataError(f"{where}: truncated data ({len(data)} of {count * dtype.itemsize} bytes)")
+                    if fp.read(1 << 16):
+                        raise DataError(f"{where}: unexpected bytes after the array data")
+                arr = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+                arrays[key] = np.array(arr, dtype=dtype.newbyteorder("="), order="C")  # a writable copy
+    except DataError:
+        raise
     except _NPZ_ERRORS as exc:
         raise DataError(f"{name}: not a readable .npz archive ({one_line(exc)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{name}: holds a single array, expected an .npz archive with keys {', '.join(NPZ_KEYS)}")
-    with archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise DataError(f"{name}: missing key(s) {', '.join(missing)} (found: {', '.join(archive.files) or 'none'})")
-        arrays = {}
-        for key in (*NPZ_KEYS, "weights"):
-            if key not in archive.files:
-                continue
-            try:
-                arrays[key] = archive[key]
-            except _NPZ_ERRORS as exc:
-                # allow_pickle=False refuses object arrays with a ValueError.
-                raise DataError(f"{name}: key {key!r} cannot be read as a numeric array ({one_line(exc)})") from None
-    return _validate(
-        name, arrays["freqs"], arrays["pattern"], arrays["azimuth_deg"], arrays["elevation_deg"], arrays.get("weights")
-    )
+    return arrays
 
 
 def _numeric(name: str, key: str, arr: np.ndarray, ndim: int, complex_ok: bool = False) -> np.ndarray:

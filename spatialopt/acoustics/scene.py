@@ -278,18 +278,56 @@ class Scene:
 
     @classmethod
     def load_npz(cls, path) -> "Scene":
-        """Read a scene written by :meth:`save_npz` (no pickle)."""
+        """Read a scene written by :meth:`save_npz`.
+
+        No pickle, and no allocation sized by the file's claims: the archive is read with
+        :func:`spatialopt.acoustics.measured.read_npz` (headers checked before any data is read, at
+        most :data:`MAX_ARRAY_BYTES` per array). Then every array is checked against the shapes in
+        the class docstring (consistent F, P, D, A, S), finite, ``nominal_index`` in ``[0, P)``,
+        ``sample_rate`` and ``speed_of_sound`` positive. Arrays are returned as float64 (the
+        transfer tensors ``H``, ``G_ring``, ``G_sphere``, ``H_ref`` as complex128).
+
+        Raises:
+            DataError: naming the file and the problem (unreadable archive, missing or malformed
+                array, inconsistent shapes, non-finite values).
+        """
+        import os
+
+        from spatialopt.acoustics.measured import read_npz
         from spatialopt.errors import DataError
 
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: torch.from_numpy(data[key].copy()) for key in cls.ARRAY_KEYS}
-                names = [str(n) for n in data["driver_names"]]
-                extra = {k: data[k].item() for k in ("nominal_index", "sample_rate", "speed_of_sound")}
-        except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"cannot read scene file {path}: {exc}") from None
-        return cls(driver_names=names, nominal_index=int(extra["nominal_index"]),
-                   sample_rate=float(extra["sample_rate"]), speed_of_sound=float(extra["speed_of_sound"]), **arrays)
+        name = os.fspath(path)
+        scalars = ("nominal_index", "sample_rate", "speed_of_sound")
+        kinds = {key: "biufc" for key in cls.ARRAY_KEYS} | {key: "biuf" for key in scalars} | {"driver_names": "U"}
+        data = read_npz(name, (*cls.ARRAY_KEYS, "driver_names", *scalars), kinds=kinds,
+                        max_elements=MAX_ARRAY_BYTES // 16, max_bytes=MAX_ARRAY_BYTES)
+        complex_keys = ("H", "G_ring", "G_sphere", "H_ref")
+        arrays = {}
+        for key in cls.ARRAY_KEYS:
+            arr = data[key]
+            if arr.dtype.kind == "c" and key not in complex_keys:
+                raise DataError(f"{name}: {key} is complex, expected real numbers")
+            arr = arr.astype(np.complex128 if key in complex_keys else np.float64)
+            if not np.isfinite(arr).all():
+                raise DataError(f"{name}: {key} contains NaN or Inf")
+            arrays[key] = arr
+        names = data["driver_names"]
+        extra = {}
+        for key in scalars:
+            if data[key].size != 1:
+                raise DataError(f"{name}: {key} must be a single number, got shape {data[key].shape}")
+            extra[key] = data[key].reshape(()).item()
+        _check_scene_shapes(name, arrays, names)
+        n_points = arrays["points"].shape[0]
+        nominal = extra["nominal_index"]
+        if isinstance(nominal, float) and not nominal.is_integer() or not 0 <= nominal < n_points:
+            raise DataError(f"{name}: nominal_index={nominal!r} is not a point index in [0, {n_points})")
+        for key in ("sample_rate", "speed_of_sound"):
+            if not (math.isfinite(extra[key]) and extra[key] > 0):
+                raise DataError(f"{name}: {key}={extra[key]!r} must be a positive finite number")
+        return cls(driver_names=[str(n) for n in names], nominal_index=int(nominal),
+                   sample_rate=float(extra["sample_rate"]), speed_of_sound=float(extra["speed_of_sound"]),
+                   **{key: torch.from_numpy(arr) for key, arr in arrays.items()})
 
     def summary(self) -> str:
         """A short human-readable description with a few headline numbers."""
@@ -313,6 +351,37 @@ class Scene:
         cells = ", ".join(f"{hz / 1000:g} kHz {float(ild[int(torch.argmin((f - hz).abs()))]):.1f} dB" for hz in (500, 1000, 4000, 8000))
         lines.append(f"  reference ±30° pair, ILD of the L speaker at the nominal point: {cells}")
         return "\n".join(lines)
+
+
+MAX_ARRAY_BYTES = 2**31
+"""Largest array :meth:`Scene.load_npz` reads (bytes): a scene of 4097 frequencies, 1922 sphere
+directions and 16 drivers holds 2 GB in ``G_sphere``."""
+
+
+def _check_scene_shapes(name: str, arrays: dict, names: np.ndarray) -> None:
+    """Ranks and mutual consistency of a loaded scene's arrays (Scene docstring), DataError else."""
+    from spatialopt.errors import DataError
+
+    ranks = {"freqs": 1, "H": 4, "points": 2, "point_weights": 1, "G_ring": 3, "ring_az": 1, "G_sphere": 3,
+             "sphere_dirs": 2, "sphere_weights": 1, "H_ref": 4, "driver_positions": 2, "driver_bands": 2}
+    for key, rank in ranks.items():
+        if arrays[key].ndim != rank:
+            raise DataError(f"{name}: {key} has shape {arrays[key].shape}, expected {rank} dimension(s)")
+    if names.ndim != 1:
+        raise DataError(f"{name}: driver_names has shape {names.shape}, expected (D,)")
+    f, p, d = arrays["H"].shape[0], arrays["H"].shape[1], arrays["H"].shape[3]
+    a, s = arrays["G_ring"].shape[1], arrays["G_sphere"].shape[1]
+    expected = {"freqs": (f,), "H": (f, p, 2, d), "points": (p, 4), "point_weights": (p,), "G_ring": (f, a, d),
+                "ring_az": (a,), "G_sphere": (f, s, d), "sphere_dirs": (s, 2), "sphere_weights": (s,),
+                "H_ref": (f, p, 2, 2), "driver_positions": (d, 3), "driver_bands": (d, 2)}
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            raise DataError(f"{name}: {key} has shape {arrays[key].shape}, expected {shape} "
+                            f"(F={f} frequencies, P={p} points, D={d} drivers, A={a} ring and S={s} sphere directions)")
+    if min(f, p, d) < 1:
+        raise DataError(f"{name}: empty scene (F={f} frequencies, P={p} points, D={d} drivers)")
+    if names.shape[0] != d:
+        raise DataError(f"{name}: {names.shape[0]} driver_names for {d} drivers")
 
 
 def ring_directions(count: int) -> tuple[Tensor, Tensor]:

@@ -1,7 +1,10 @@
 """``spatialopt-evaluate``: metrics of an exported filter set on any scene, from its FIR taps.
 
-    spatialopt-evaluate filterset=DIR [out=FILE.json] [scene overrides, e.g. room=living_room
-                        listener.head_radius=0.08 evaluation.zone.lateral=[-0.1,0,0.1]]
+    spatialopt-evaluate filterset=DIR [out=FILE.json] [trust_config_paths=false] [scene overrides, e.g.
+                        room=living_room listener.head_radius=0.08 evaluation.zone.lateral=[-0.1,0,0.1]]
+
+Files named by the stored config (a SOFA listener, measured drivers) are opened only with
+``trust_config_paths=true`` or when that group is overridden on the command line.
 
 The scene starts from the config stored in the filter set (the one that designed it); every
 config group or key named on the command line replaces the stored one. As in the optimiser's own
@@ -26,7 +29,7 @@ def _split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         key, sep, value = arg.partition("=")
         if not sep:
             raise ConfigError("argument", arg, "expected key=value (filterset=DIR, out=FILE.json or a config override)")
-        if key in ("filterset", "out"):
+        if key in ("filterset", "out", "trust_config_paths"):
             own[key] = value
         else:
             overrides.append(arg)
@@ -57,6 +60,15 @@ def evaluate(argv: list[str]) -> dict:
 
     own, overrides = _split_args(argv)
     fset = FilterSet.load(own["filterset"])
+    from spatialopt.config import config_file_paths
+
+    overridden = {o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0] for o in overrides}
+    stored = [(k, p) for k, p in config_file_paths(fset.config or {}) if k.split(".", 1)[0] not in overridden]
+    if stored and own.get("trust_config_paths", "false").lower() not in ("true", "1", "yes"):
+        named = ", ".join(f"{k}={p}" for k, p in stored)
+        raise ConfigError("trust_config_paths", own.get("trust_config_paths", "false"),
+                          f"the filter set's design config names files ({named}); stored paths are opened only when "
+                          "you trust the set (trust_config_paths=true) — or override those groups on the command line")
     cfg = _compose(fset.config or {}, overrides)
     cfg["fs"] = fset.sample_rate
     eval_cfg = evaluation_config(cfg)
@@ -67,9 +79,9 @@ def evaluate(argv: list[str]) -> dict:
     if (cfg.get("room") or {}).get("type", "free") != "free":
         direct = scene_from_config(free_field_config(eval_cfg)).H
     metrics = {"ours": evaluate_filterset(fset.fir, fset.stages["ctc"], scene, direct)}
-    out = Path(own.get("out", "metrics.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2))
+    from spatialopt.fileio import atomic_write_text
+
+    atomic_write_text(Path(own.get("out", "metrics.json")), json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -4,6 +4,7 @@
                       [upmix=auto|true|false] [block_size=4096] [device=auto]
                       [subtype=FLOAT|PCM_24|PCM_16] [gain_db=0] [limiter=auto|true|false]
                       [ceiling_db=-1] [binaural=false] [progress=true] [drivers=D]
+                      [trust_config_paths=false]
 
 Input: any file libsndfile reads (WAV, FLAC, AIFF, OGG…). It is read and converted block by block,
 so memory stays bounded whatever the file length (or its header's claim). Documented conversions: a rate other
@@ -26,6 +27,8 @@ so: a file never wraps around. Float files (the default) keep their peaks.
 ``binaural=true`` also writes ``OUT.binaural.wav`` — what a listener at the design's nominal
 point hears through the device (for headphones) — and ``OUT.reference.wav``, the same stereo on a
 real ±30° loudspeaker pair through the same head, for A/B listening (:mod:`spatialopt.preview`).
+A design whose stored config names files (a SOFA listener, measured drivers) is previewed only
+with ``trust_config_paths=true``: paths inside a filter set are not opened otherwise.
 
 Every file is written to a temporary sibling and renamed when complete.
 """
@@ -47,12 +50,14 @@ from spatialopt.errors import ConfigError, DataError
 KEYS = {
     "input": None, "filterset": None, "output": None, "upmix": "auto", "block_size": "4096",
     "device": "auto", "subtype": "FLOAT", "gain_db": "0", "limiter": "auto", "ceiling_db": "-1",
-    "binaural": "false", "progress": "true", "drivers": "",
+    "binaural": "false", "progress": "true", "drivers": "", "trust_config_paths": "false",
 }
 SUBTYPES = ("FLOAT", "PCM_24", "PCM_16")
 CHUNK_SECONDS = 1.0
 LIMITER_HALF_WIDTH_S = 0.005  # 5 ms look-ahead/hold and release
 RESAMPLE_CONTEXT = 256  # input samples of context each side of a resampled block
+RATE_RANGE_HZ = (1000, 768000)  # input rates accepted
+MAX_RATIO_TERM = 1000  # largest term of the reduced rate ratio (44.1k→48k is 147:160; 11.025k→48k 147:640)
 
 
 def _bool(key: str, value: str) -> bool:
@@ -114,6 +119,7 @@ def parse_args(argv: list[str]) -> dict:
         "gain_db": _number("gain_db", opts["gain_db"]), "limiter": limiter, "ceiling_db": ceiling,
         "binaural": _bool("binaural", opts["binaural"]), "progress": _bool("progress", opts["progress"]),
         "drivers": _drivers(opts["drivers"]),
+        "trust_config_paths": _bool("trust_config_paths", opts["trust_config_paths"]),
     }
 
 
@@ -154,8 +160,16 @@ class AudioInput:
         self.file_channels = int(self._file.channels)
         self.channels = 2 if self.file_channels == 1 else self.file_channels
         self.target_rate = int(round(sample_rate))
+        lo, hi = RATE_RANGE_HZ
+        if not lo <= self.rate <= hi:
+            self._file.close()
+            raise DataError(f"input {path}: sample rate {self.rate} Hz is outside {lo}–{hi} Hz")
         g = math.gcd(self.rate, self.target_rate)
         self._step_in, self._step_out = self.rate // g, self.target_rate // g  # a input ↔ b output samples
+        if max(self._step_in, self._step_out) > MAX_RATIO_TERM:
+            self._file.close()
+            raise DataError(f"input {path}: cannot resample {self.rate} Hz to {self.target_rate} Hz exactly (ratio "
+                            f"{self._step_in}:{self._step_out}); convert the file to a common rate first")
         self.notes = []
         if self.file_channels == 1:
             self.notes.append("mono input duplicated to stereo")
@@ -374,7 +388,7 @@ def _render_stream(audio: AudioInput, fset, opts: dict, log) -> list[str]:
         if opts["binaural"]:
             from spatialopt.preview import binaural_filters
 
-            filters = binaural_filters(fset)
+            filters = binaural_filters(fset, trust_config_paths=opts.get("trust_config_paths", False))
             for tag, fir, up in (("binaural", filters.system, upmix), ("reference", filters.reference, False)):
                 path = opts["output"].with_name(f"{opts['output'].stem}.{tag}.wav")
                 view = SimpleNamespace(fir=fir.to(torch.float32), sample_rate=fset.sample_rate, upmix=fset.upmix,

@@ -74,7 +74,8 @@ def _place(taps: Tensor, delay: int, length: int) -> Tensor:
     """Delay taps (..., T) by ``delay`` whole samples inside a (..., length) buffer."""
     out = taps.new_zeros(taps.shape[:-1] + (length,))
     end = min(length, delay + taps.shape[-1])
-    out[..., delay:end] = taps[..., : end - delay]
+    if end > delay:  # a delay at or past the buffer's end leaves it all zeros
+        out[..., delay:end] = taps[..., : end - delay]
     return out
 
 

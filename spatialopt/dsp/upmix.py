@@ -64,7 +64,7 @@ from torch import Tensor
 
 from spatialopt.errors import ConfigError, DataError
 
-__all__ = ["DEFAULTS", "Upmixer", "upmix", "centre_weights"]
+__all__ = ["DEFAULTS", "MAX_N_FFT", "MAX_OVERLAP", "Upmixer", "upmix", "centre_weights"]
 
 DEFAULTS: dict[str, Any] = {
     "n_fft": 4096,
@@ -78,6 +78,13 @@ DEFAULTS: dict[str, Any] = {
     "bass_to_centre": 1.0,
 }
 """Default parameters (chosen by ``spatialopt-bench upmix``; see :class:`Upmixer` for units and why)."""
+
+MAX_N_FFT = 2**16
+"""Largest STFT frame (1.4 s at 48 kHz, 16× the default): parameters may come from a filter-set
+manifest, and a frame length is allocated (several times) before any audio is seen."""
+
+MAX_OVERLAP = 16
+"""Largest ``n_fft/hop`` (93.75 % overlap): bounds a call's working memory to ≈ 2 kB per input sample."""
 
 _SCAN_BLOCK = 32  # frames per block of the blocked first-order scan (see _ema_scan)
 
@@ -195,12 +202,14 @@ class Upmixer:
     Args (keyword arguments, defaults in :data:`DEFAULTS`, chosen by measurement with
     ``spatialopt-bench upmix`` at 48 kHz):
         sample_rate: Hz (> 0).
-        n_fft: STFT frame length in samples (even, ≥ 16). Default 4096 (85 ms at 48 kHz): the
+        n_fft: STFT frame length in samples (even, 16 … :data:`MAX_N_FFT`). Default 4096 (85 ms at 48 kHz): the
             finer frequency resolution keeps harmonic sources apart (sparser bins); against 2048
             it gained 2 dB SIR, 0.8 dB SDR and 2.6 dB less hard-panned leakage on the benchmark
             mixes, while 8192 adds < 1 dB for twice the latency. Where latency matters (lip sync)
             2048 (43 ms) still meets the benchmark targets (leakage −26 dB).
-        hop: frame advance in samples; ``n_fft`` must be a multiple of it, at least 2×. Default
+        hop: frame advance in samples; ``n_fft`` must be a multiple of it, at least 2× and at most
+            :data:`MAX_OVERLAP` × (the working memory of a call grows with ``n_fft/hop`` per input
+            sample: hop = 1 at n_fft = 4096 would take ≈ 10 GB for one second of audio). Default
             ``n_fft/4`` (75 % overlap: smoother weights, 0.6 dB better SDR than 50 %). Giving
             only ``n_fft`` keeps ``hop = n_fft/4``.
         centre_gain: ``g`` > 0 of the downmix identity ``L' + g·C = L``, ``R' + g·C = R``. Default
@@ -246,9 +255,10 @@ class Upmixer:
         if "hop" not in params and "n_fft" in params and isinstance(p["n_fft"], int):
             p["hop"] = max(p["n_fft"] // 4, 1)  # keep 75 % overlap when only n_fft is given
         self.sample_rate = _number("sample_rate", sample_rate, "a sample rate in Hz > 0", lambda v: v > 0)
-        self.n_fft = _integer("n_fft", p["n_fft"], "an even integer >= 16", lambda v: v >= 16 and v % 2 == 0)
-        self.hop = _integer("hop", p["hop"], f"an integer >= 1 dividing n_fft={self.n_fft} at least twice",
-                            lambda v: v >= 1 and self.n_fft % v == 0 and self.n_fft // v >= 2)
+        self.n_fft = _integer("n_fft", p["n_fft"], f"an even integer in 16..{MAX_N_FFT}",
+                              lambda v: 16 <= v <= MAX_N_FFT and v % 2 == 0)
+        self.hop = _integer("hop", p["hop"], f"an integer >= 1 dividing n_fft={self.n_fft} 2 to {MAX_OVERLAP} times",
+                            lambda v: v >= 1 and self.n_fft % v == 0 and 2 <= self.n_fft // v <= MAX_OVERLAP)
         self.centre_gain = _number("centre_gain", p["centre_gain"], "a gain > 0", lambda v: v > 0)
         self.smoothing_ms = _number("smoothing_ms", p["smoothing_ms"], "a time constant in ms >= 0", lambda v: v >= 0)
         self.panning_rejection = _number("panning_rejection", p["panning_rejection"], "a number >= 0",

@@ -227,7 +227,28 @@ BAD_NPZ = {
     "zero_pattern": _npz(pattern=np.zeros((2, 6))),
     "negative_weights": _npz(weights=-np.ones(6)),
     "weights_length": _npz(weights=np.ones(5)),
+    # found by fuzzing (issue 6): np.load allocated what a member's header claimed (MemoryError)
+    "claims_2e40_values": lambda p: _claim(p, (2**40,)),
+    "claims_2e31_values": lambda p: _claim(p, (2**31,)),
+    "claims_negative_shape": lambda p: _claim(p, (-1,)),
+    "truncated_member": lambda p: _claim(p, (100,)),
+    "structured_dtype": _npz(freqs=np.array([(100.0, 1)], dtype=[("f", "<f8"), ("i", "<i4")])),
 }
+
+
+def _claim(path, shape) -> None:
+    """An .npz whose ``pattern`` member's header claims ``shape`` but holds 64 bytes."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, value in {"freqs": _F, "azimuth_deg": _AZ, "elevation_deg": _EL}.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            zf.writestr(f"{key}.npy", buf.getvalue())
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<c16", "fortran_order": False, "shape": shape})
+        zf.writestr("pattern.npy", buf.getvalue() + bytes(64))
 
 
 def _npy_bytes() -> bytes:

@@ -179,6 +179,74 @@ def test_scene_file_round_trip_without_pickle(tmp_path, config_factory):
     assert loaded.nominal_index == scene.nominal_index
 
 
+def _small_scene_arrays() -> dict:
+    rng = np.random.default_rng(0)
+    c = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
+    return dict(freqs=np.linspace(0, 24000, 4), H=c(4, 2, 2, 2), points=rng.random((2, 4)), point_weights=np.ones(2),
+                G_ring=c(4, 3, 2), ring_az=rng.random(3), G_sphere=c(4, 3, 2), sphere_dirs=rng.random((3, 2)),
+                sphere_weights=np.ones(3), H_ref=c(4, 2, 2, 2), driver_positions=rng.random((2, 3)),
+                driver_bands=rng.random((2, 2)), driver_names=np.array(["a", "b"]), nominal_index=np.array(1),
+                sample_rate=np.array(48000.0), speed_of_sound=np.array(343.0))
+
+
+def _huge_claim(path) -> None:
+    import io
+    import zipfile
+
+    arrays = _small_scene_arrays()
+    del arrays["G_sphere"]
+    np.savez(path, **arrays)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<c16", "fortran_order": False, "shape": (2**40,)})
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("G_sphere.npy", buf.getvalue() + bytes(64))
+
+
+BAD_SCENES = {
+    "not_zip": lambda p: p.write_bytes(b"not an archive"),
+    "single_npy": lambda p: np.save(open(p, "wb"), np.zeros(3)),
+    "truncated": lambda p: (np.savez(p, **_small_scene_arrays()), p.write_bytes(p.read_bytes()[:-200])),
+    "missing_key": dict(H=None),
+    "H_shape": dict(H=np.zeros((4, 2, 2, 3), dtype=complex)),
+    "points_rank": dict(points=np.zeros(8)),
+    "names_count": dict(driver_names=np.array(["a"])),
+    "nan_H": dict(H=np.full((4, 2, 2, 2), np.nan + 0j)),
+    "complex_points": dict(points=np.zeros((2, 4), dtype=complex)),
+    "string_freqs": dict(freqs=np.array(["1", "2", "3", "4"])),
+    "nominal_out_of_range": dict(nominal_index=np.array(2)),
+    "nominal_fraction": dict(nominal_index=np.array(0.5)),
+    "zero_rate": dict(sample_rate=np.array(0.0)),
+    "vector_rate": dict(sample_rate=np.array([48000.0, 44100.0])),
+    "huge_claim": _huge_claim,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENES))
+def test_damaged_scene_file_is_a_data_error(tmp_path, case):
+    """Found by fuzzing (issue 6): damaged archives raised BadZipFile, TypeError, AttributeError or
+    MemoryError (a header's claimed shape was allocated), and inconsistent arrays loaded."""
+    from spatialopt.errors import DataError
+
+    path = tmp_path / "scene.npz"
+    change = BAD_SCENES[case]
+    if callable(change):
+        change(path)
+    else:
+        arrays = {k: v for k, v in {**_small_scene_arrays(), **change}.items() if v is not None}
+        np.savez(path, **arrays)
+    with pytest.raises(DataError) as info:
+        Scene.load_npz(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_small_scene_file_loads(tmp_path):
+    path = tmp_path / "scene.npz"
+    np.savez(path, **_small_scene_arrays())
+    scene = Scene.load_npz(path)
+    assert scene.H.dtype == torch.complex128 and scene.points.dtype == torch.float64
+    assert scene.nominal_index == 1 and scene.driver_names == ["a", "b"] and scene.sample_rate == 48000.0
+
+
 def test_reference_pair_left_speaker_is_at_the_listeners_left(config_factory):
     """H_ref channel L is louder at the left ear above 1 kHz and arrives there first."""
     scene = scene_from_config(config_factory(n_fft=256))

@@ -261,3 +261,10 @@ def test_baseline_composite_equals_compose_fir(initialised, ctc_name, beam_name)
     # ... and to the direct convolution of DESIGN.md §1 (float64; measured 2.2e-16 on taps ≲ 0.75).
     direct = _numpy_compose(stages[ctc_name]["ctc"], virt, stages[beam_name]["beam"], system.lr_delay, system.c_delay, 512)
     np.testing.assert_allclose(got.numpy(), direct, rtol=0, atol=1e-12)
+
+
+def test_compose_with_a_delay_past_the_composite_is_all_zeros():
+    from spatialopt.design.system import compose_fir
+
+    out = compose_fir(torch.ones(2, 1, 1), torch.ones(2, 3), torch.ones(1, 1), lr_delay=2, c_delay=5, n_taps=1)
+    assert out.shape == (3, 1, 1) and float(out.abs().sum()) == 0.0

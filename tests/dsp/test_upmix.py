@@ -287,6 +287,8 @@ def test_stream_format_change_is_an_error():
     ("centre_gain", 0.0), ("centre_gain", math.inf), ("smoothing_ms", -1.0), ("panning_rejection", -0.1),
     ("mask_exponent", 0.0), ("residual_floor", -1.0), ("low_hz", 24000.0), ("low_hz", -1.0), ("bass_to_centre", 1.5),
     ("centre_gain", "1"), ("wet", 1.0),
+    # bounded (issue 6: parameters come from filter-set manifests; memory grows with n_fft and n_fft/hop)
+    ("n_fft", 2**17), ("n_fft", 2**40), ("hop", 8),
 ])
 def test_bad_params(key, value):
     params = dict(SMALL) if key not in ("n_fft",) else {}
@@ -294,6 +296,13 @@ def test_bad_params(key, value):
     with pytest.raises(ConfigError) as err:
         Upmixer(FS, **params)
     assert err.value.key == key and f"{key}=" in str(err.value)
+
+
+def test_largest_frame_and_overlap_are_accepted():
+    up = Upmixer(FS, n_fft=2**16, hop=2**12)
+    assert up.latency_samples == 2**16 - 1
+    y = upmix(torch.zeros(1, 2, 100), FS, n_fft=256, hop=16)
+    assert y.shape == (1, 3, 100)
 
 
 def test_bad_sample_rate():
