@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sweep]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install spatialopt with its dev extras
+install: $(STAMP)  ## create .venv and install spatialopt with its dev and sweep extras
 
 # Debian's ffmpeg is the test-time reference for the engine exports, the renderer and the upmix
 # benchmark (apt-get when missing and possible; otherwise those tests skip, unless
@@ -31,6 +31,9 @@ test: install ffmpeg  ## the whole test suite
 
 bench: install ffmpeg  ## benchmarks (ratios against peers measured in the same run)
 	$(BIN)/spatialopt-bench all
+
+tensorboard: install  ## TensorBoard on every run under runs/ (scalars, images, audio, text, HParams): http://127.0.0.1:6006
+	$(BIN)/tensorboard --logdir runs --host 127.0.0.1
 
 clean-venv:
 	rm -rf $(VENV)

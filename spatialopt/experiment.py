@@ -154,12 +154,41 @@ def _log_metrics(run_dir: Path, metrics: dict, step: int) -> None:
 
 
 def _git_commit() -> str | None:
+    """``git rev-parse HEAD`` of the source tree this package runs from (+ ``-dirty`` with
+    uncommitted changes to tracked files); None when it is not a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+        def git(*args):
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=root)
+
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode or Path(top.stdout.strip()).resolve() != root:
+            return None
+        head = git("rev-parse", "HEAD").stdout.strip()
+        if not head:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _run_figures(run_dir: Path) -> list[Path]:
+    """The run's own PNG figures (``scene_*.png``, ``figures/*.png``), relative to it, sorted; the
+    preset analyses link theirs in their own report section."""
+    return sorted(p.relative_to(run_dir) for pattern in ("scene_*.png", "figures/*.png") for p in run_dir.glob(pattern))
+
+
+def _run_overrides(run_dir: Path) -> list[str] | None:
+    """The Hydra overrides of the run (``.hydra/overrides.yaml``), None outside Hydra."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        from omegaconf import OmegaConf
+
+        values = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - the report never fails on a foreign file
+        return None
+    return [str(v) for v in values] if isinstance(values, list) else None
 
 
 def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print) -> dict:
@@ -183,6 +212,9 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     n_drivers = len((cfg.get("device") or {}).get("drivers") or [])
     shape, design, loss_cfg, optim_cfg = parse_configs(cfg, n_drivers, fs)
     upmix_params = upmix_config(cfg, fs)
+    from spatialopt.analysis import run_analyses, validate_analyses
+
+    validate_analyses(cfg)  # preset analyses (`analysis: [...]`): a bad name fails now, before any work
     eval_cfg = evaluation_config(cfg)
 
     log(f"building the scene ({(cfg.get('device') or {}).get('name', 'device')}) ...")
@@ -203,14 +235,23 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     h_direct = scene_from_config(free_field_config(cfg)).H if has_room else None
     loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct), crossover, info["ctc_delay"], fs,
                       beam_delay=info["ctc_delay"])
-    trainer = Trainer(system, loss, optim_cfg, run_dir, seed=int(cfg.get("seed", 0)), progress=progress)
-    if cfg.get("resume") and trainer.load_checkpoint():
-        log(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
+    from spatialopt.monitor import RunMonitor  # TensorBoard eval metrics, figures, audio, hparams
+
+    monitor = RunMonitor(run_dir / "tb", scene, system, cfg, upmix_params, info["ctc_delay"], evaluate=optim_cfg.eval_every > 0,
+                         images=optim_cfg.image_every > 0, audio_seconds=optim_cfg.audio_seconds, h_direct=h_direct,
+                         beam_band_hz=loss_cfg.beam_band_hz, ctc_band_hz=loss_cfg.ctc_band_hz)
+    trainer = Trainer(system, loss, optim_cfg, run_dir, seed=int(cfg.get("seed", 0)), progress=progress, monitor=monitor)
+    if cfg.get("resume"):
+        if trainer.load_checkpoint():
+            log(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
+        else:
+            log(f"resume=true but no checkpoint at {trainer.checkpoint_path}: starting from the closed-form initialisation")
     for key, value in (("config", json.dumps(cfg, indent=1, default=str)),):
         trainer.writer.add_text(key, f"```\n{value}\n```", 0)
 
     interrupted = False
     try:
+        monitor.start(trainer.step)
         trainer.run()
     except KeyboardInterrupt:
         interrupted = True
@@ -247,6 +288,13 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     filterset.save(export_dir)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))
+    monitor.finish(trainer.step, fir, stages["ctc"], stages, filterset.delays, metrics)
+    log(f"TensorBoard evaluation metrics, figures, audio and hparams took {monitor.elapsed_s:.1f} s")
+    # Preset analyses (spatialopt/analysis.py): figures and analysis.json in the run directory, appended to report.md.
+    analysis_md = run_analyses(cfg, run_dir, scene=scene, eval_scene=eval_scene, filterset=filterset, system=system, info=info,
+                               baseline_firs=baseline_firs, metrics=metrics, log=log)
+    if analysis_md:
+        atomic_write_text(run_dir / "report.md", (run_dir / "report.md").read_text(encoding="utf-8") + analysis_md)
     return metrics
 
 
@@ -316,9 +364,20 @@ def render_report(metrics: dict, cfg: Mapping, info: dict, run_dir: Path, export
         f"Filter set: `{export_dir.relative_to(run_dir) if export_dir.is_relative_to(run_dir) else export_dir}`; "
         f"TensorBoard: `tensorboard --logdir {run_dir / 'tb'}`.",
         "",
-        f"Versions: spatialopt {_git_commit() or '(no git)'}, torch {torch.__version__}, python {platform.python_version()}.",
+        f"Versions: spatialopt {_git_commit() or 'unknown'} (git commit), torch {torch.__version__}, "
+        f"python {platform.python_version()}.",
         "",
+    ]
+    figures = _run_figures(run_dir)
+    if figures:
+        lines += ["## Figures", ""]
+        for path in figures:
+            lines += [f"![{path.stem}]({path.as_posix()})", ""]
+    overrides = _run_overrides(run_dir)
+    lines += [
         "## Config",
+        "",
+        "Overrides: " + (" ".join(f"`{o}`" for o in overrides) if overrides else "none") + ".",
         "",
         "```json",
         json.dumps(cfg, indent=1, default=str),

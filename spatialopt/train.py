@@ -29,8 +29,16 @@ class OptimConfig:
     Attributes:
         optimizer: "adam" | "lbfgs". steps: optimisation steps. lr: learning rate.
         schedule: "cosine" | "constant" (Adam). warmup_steps: linear warm-up (Adam).
-        checkpoint_every: steps between checkpoints. log_every: steps between scalar logs.
+        checkpoint_every: steps between checkpoints. log_every: steps between scalar logs
+            (``loss/total``, ``loss/<term>``, ``optim/lr``, ``optim/grad_norm``).
         grad_clip: max gradient norm (0 = off).
+        eval_every: steps between ``eval/<metric>`` logs — the evaluation metrics of the current
+            taps on the design scene (:class:`~spatialopt.monitor.RunMonitor`; also at the start
+            and the end); 0 = none at all.
+        image_every: steps between the ``images/*`` figures (also at the start and the end);
+            0 = none at all.
+        audio_seconds: length of the synthetic test mix of the ``audio/*`` binaural previews
+            (reference, before, after); 0 = no audio.
     """
 
     optimizer: str = "adam"
@@ -41,6 +49,9 @@ class OptimConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     grad_clip: float = 0.0
+    eval_every: int = 500
+    image_every: int = 1000
+    audio_seconds: float = 3.0
 
     def validate(self) -> None:
         from spatialopt.errors import ConfigError
@@ -55,6 +66,13 @@ class OptimConfig:
                 raise ConfigError(f"optim.{key}", value, "must be a positive integer")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError("optim.lr", self.lr, "must be a positive number")
+        for key in ("eval_every", "image_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"optim.{key}", value, "must be an integer >= 0 (0 = off)")
+        value = self.audio_seconds
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 60):
+            raise ConfigError("optim.audio_seconds", value, "must be a number of seconds in [0, 60] (0 = no audio)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,11 +122,17 @@ class Trainer:
         run_dir: where ``checkpoints/`` and ``tb/`` go.
         seed: RNG seed (the optimisation itself is deterministic; seeds any stochastic part).
         progress: show a progress bar.
+        monitor: optional :class:`~spatialopt.monitor.RunMonitor`: called every
+            ``cfg.eval_every`` steps (``log_eval``) and every ``cfg.image_every`` steps
+            (``log_images``) before the last step ``cfg.steps`` (the caller logs the exported
+            state at the end).
     """
 
-    def __init__(self, system, loss, cfg: OptimConfig, run_dir: Path, seed: int = 0, progress: bool = True):
+    def __init__(self, system, loss, cfg: OptimConfig, run_dir: Path, seed: int = 0, progress: bool = True,
+                 monitor=None):
         cfg.validate()
         self.system, self.loss, self.cfg = system, loss, cfg
+        self.monitor = monitor
         self.run_dir = Path(run_dir)
         self.progress = progress
         torch.manual_seed(seed)
@@ -123,6 +147,7 @@ class Trainer:
         self.max_rejected_steps = 20
         self.stopped_reason: str | None = None
         self.best = (math.inf, None)
+        self.lr_scale = 1.0  # halved after each rejected (non-finite) step
         self._writer = None
 
     # -- logging ---------------------------------------------------------------------------
@@ -146,31 +171,71 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save_checkpoint(self) -> None:
+        """Atomically write ``checkpoints/last.pt``: parameters, optimiser state, delays, step, the
+        best state so far (what a resumed run exports if nothing better comes), the learning-rate
+        scale and the rejected-step count — everything an uninterrupted run would carry on with."""
         state = {
             "step": self.step,
             "system": self.system.state_dict(),
             "delays": torch.tensor([self.system.lr_delay, self.system.c_delay]),
             "optimizer": self.optimizer.state_dict(),
             "best_loss": torch.tensor(self.best[0]),
+            "best_system": self.best[1] if self.best[1] is not None else self.system.state_dict(),
+            "lr_scale": torch.tensor(self.lr_scale),
+            "rejected_steps": torch.tensor(self.rejected_steps),
         }
         _atomic_torch_save(state, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
-        """Resume from ``checkpoints/last.pt`` if present. Returns True if it was loaded."""
-        from spatialopt.errors import DataError
+        """Resume from ``checkpoints/last.pt`` if present. Returns True if it was loaded.
+
+        Everything is read and checked before anything is changed, so a bad checkpoint leaves the
+        trainer as it was and raises one :class:`~spatialopt.errors.DataError` line."""
+        from spatialopt.errors import DataError, SpatialoptError
 
         path = self.checkpoint_path
         if not path.exists():
             return False
+
+        def fail(problem) -> DataError:
+            first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
+            return DataError(f"cannot resume from checkpoint {path}: {first}")
+
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError("not a spatialopt checkpoint")
+            delays = [int(v) for v in torch.as_tensor(state["delays"]).reshape(-1).tolist()]
+            if len(delays) != 2:
+                raise ValueError(f"delays must hold 2 values, got {len(delays)}")
+            step, best_loss = int(state["step"]), float(state["best_loss"])
+            if not 0 <= step <= self.cfg.steps:
+                raise ValueError(f"step {step} is outside 0..optim.steps={self.cfg.steps}")
+            lr_scale = float(state.get("lr_scale", 1.0))
+            rejected = int(state.get("rejected_steps", 0))
+            best_system = state.get("best_system")
+        except (SpatialoptError, KeyError) as exc:
+            raise fail(f"missing or bad field {exc}") from None
+        except Exception as exc:  # a corrupt or foreign file (torch's pickle refusal included)
+            raise fail(exc) from None
+        previous = (copy.deepcopy(self.system.state_dict()), copy.deepcopy(self.optimizer.state_dict()),
+                    self.system.lr_delay, self.system.c_delay)
+        try:
+            self.system.set_delays(*delays)
             self.system.load_state_dict(state["system"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except Exception as exc:  # a corrupt or foreign file: one clear message
-            raise DataError(f"cannot resume from checkpoint {path}: {exc}") from None
-        self.system.set_delays(int(state["delays"][0]), int(state["delays"][1]))
-        self.step = int(state["step"])
-        self.best = (float(state["best_loss"]), None)
+            if best_system is not None:
+                self.system.load_state_dict(best_system)  # validates it; the live state goes back next
+                best_system = copy.deepcopy(self.system.state_dict())
+                self.system.load_state_dict(state["system"])
+        except Exception as exc:
+            self.system.set_delays(previous[2], previous[3])
+            self.system.load_state_dict(previous[0])
+            self.optimizer.load_state_dict(previous[1])
+            raise fail(exc) from None
+        self.step = step
+        self.best = (best_loss, best_system)
+        self.lr_scale, self.rejected_steps = lr_scale, rejected
         return True
 
     # -- optimisation --------------------------------------------------------------------------
@@ -210,11 +275,10 @@ class Trainer:
         stop = cfg.steps if until is None else min(until, cfg.steps)
         params = [p for p in self.system.parameters() if p.requires_grad]
         good_state = copy.deepcopy((self.system.state_dict(), self.optimizer.state_dict()))
-        lr_scale = 1.0
         bar = tqdm(total=cfg.steps, initial=self.step, desc="optimize", disable=not self.progress, dynamic_ncols=True)
         try:
             while self.step < stop and self.stopped_reason is None:
-                lr = self._lr_at(self.step) * lr_scale
+                lr = self._lr_at(self.step) * self.lr_scale
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 if cfg.optimizer == "lbfgs":
@@ -228,19 +292,22 @@ class Trainer:
                     grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
                     if not (torch.isfinite(total) and torch.isfinite(grad_norm)):
                         self._reject(good_state, total, grad_norm)
-                        lr_scale *= 0.5
+                        self.lr_scale *= 0.5
                         continue
                     if cfg.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     self.optimizer.step()
                 if not all(torch.isfinite(p).all() for p in params):
                     self._reject(good_state, total, grad_norm)
-                    lr_scale *= 0.5
+                    self.lr_scale *= 0.5
                     continue
+                # Adam's loss was computed at the parameters before its step (the previous good
+                # state); L-BFGS's last evaluation is at the point its line search accepted.
+                before_step = good_state[0]
                 good_state = copy.deepcopy((self.system.state_dict(), self.optimizer.state_dict()))
                 value = float(total)
                 if value < self.best[0]:
-                    self.best = (value, copy.deepcopy(self.system.state_dict()))
+                    self.best = (value, good_state[0] if cfg.optimizer == "lbfgs" else before_step)
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -255,6 +322,11 @@ class Trainer:
                     self.writer.add_scalar("optim/grad_norm", float(grad_norm), self.step)
                     if on_log is not None:
                         on_log(self.step, value, terms)
+                if self.monitor is not None and self.step < cfg.steps:  # the caller logs the final state
+                    if cfg.eval_every and self.step % cfg.eval_every == 0:
+                        self.monitor.log_eval(self.step)
+                    if cfg.image_every and self.step % cfg.image_every == 0:
+                        self.monitor.log_images(self.step)
                 if self.step % cfg.checkpoint_every == 0 or self.step == stop:
                     self.save_checkpoint()
         finally:

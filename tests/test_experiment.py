@@ -13,7 +13,7 @@ TINY = [
     "system.virtualizer_taps=64", "system.modelling_delay_ms=1.0", "optim.steps=50",
     "zone.lateral=[-0.05,0.05]", "zone.depth=[0.0]", "zone.yaw=[0]",
     "evaluation.zone.lateral=[0.0,0.02]", "evaluation.zone.depth=[0.0]", "evaluation.zone.yaw=[0]",
-    "progress=false", "plots=false",
+    "progress=false", "plots=false", "optim.eval_every=0", "optim.image_every=0", "optim.audio_seconds=0",
 ]
 
 

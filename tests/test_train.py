@@ -128,3 +128,32 @@ def test_cancellation_loss_gradient_is_finite_when_every_point_meets_the_target(
     value = cancellation_loss(sep, target, torch.full((3,), 1 / 3), worst_case_power=8.0)
     value.backward()
     assert float(value) < 1e-6 and torch.isfinite(sep.grad).all()
+
+
+@pytest.mark.parametrize("damage", ["no_delays", "short_delays", "bad_step", "bad_system", "huge_delay"])
+def test_bad_checkpoint_is_one_line_and_changes_nothing(small_scene, tmp_path, damage):
+    from spatialopt.errors import DataError
+
+    trainer = make_trainer(small_scene, tmp_path, steps=4)
+    trainer.save_checkpoint()
+    state = torch.load(trainer.checkpoint_path, weights_only=True)
+    if damage == "no_delays":
+        del state["delays"]
+    elif damage == "short_delays":
+        state["delays"] = torch.tensor([1])
+    elif damage == "bad_step":
+        state["step"] = torch.tensor(10**6)
+    elif damage == "bad_system":
+        state["system"] = {"ctc": torch.zeros(1)}
+    else:
+        state["delays"] = torch.tensor([10**6, 0])
+    torch.save(state, trainer.checkpoint_path)
+    fresh = make_trainer(small_scene, tmp_path, steps=4)
+    before = {k: v.clone() for k, v in fresh.system.state_dict().items()}
+    delays = (fresh.system.lr_delay, fresh.system.c_delay)
+    with pytest.raises(DataError, match="cannot resume from checkpoint") as exc:
+        fresh.load_checkpoint()
+    assert "\n" not in str(exc.value)
+    assert fresh.step == 0 and (fresh.system.lr_delay, fresh.system.c_delay) == delays
+    for k, v in fresh.system.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
