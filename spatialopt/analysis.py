@@ -589,27 +589,34 @@ def ctc_zone(ctx: RunContext) -> tuple[dict, str]:
 
     plt = _plt()
     n = len(maps)
-    fig, axes = plt.subplots(1, n + 1, figsize=(4.3 * (n + 1), 4.2))
+    cols = (n + 1) // 2 + 1
+    fig = plt.figure(figsize=(4.8 * cols, 8.0), layout="constrained")
+    grid = fig.add_gridspec(2, cols)
     fn = f.numpy()
     sel = (fn >= 200) & (fn <= 16000)
     y_cm = np.asarray(lateral) * 100
-    mesh = None
-    for ax, (name, sep) in zip(axes, maps.items()):
+    mesh, map_axes = None, []
+    for k, (name, sep) in enumerate(maps.items()):
+        ax = fig.add_subplot(grid[k // (cols - 1), k % (cols - 1)])
+        map_axes.append(ax)
         mesh = ax.pcolormesh(y_cm, fn[sel], sep.numpy()[sel], vmin=0, vmax=40, cmap="viridis", shading="nearest")
         ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
+        for edge in CTC_BAND_HZ:
+            ax.axhline(edge, color="w", lw=0.6, ls="--")
         ax.set_xlabel("lateral offset (cm)")
-        ax.axhspan(*CTC_BAND_HZ, xmin=0, xmax=0.02, color="w")
-    axes[0].set_ylabel("frequency (Hz)")
-    fig.colorbar(mesh, ax=axes[n - 1], label="separation (dB)")
+        ax.set_ylabel("frequency (Hz)")
+    fig.colorbar(mesh, ax=map_axes, label="separation (dB)", shrink=0.8)
+    ax = fig.add_subplot(grid[:, cols - 1])
     for name, entry in numbers["designs"].items():
-        axes[n].plot(y_cm, entry["band_mean_db"], marker=".", label=name)
-    axes[n].set_xlabel("lateral offset (cm)")
-    axes[n].set_ylabel(f"separation {CTC_BAND_HZ[0] / 1e3:g}–{CTC_BAND_HZ[1] / 1e3:g} kHz (dB)")
-    axes[n].grid(True, alpha=0.3)
-    axes[n].legend(fontsize=7)
-    fig.suptitle("CTC separation vs lateral head offset (depth 0, yaw 0), from the FIR taps")
-    fig.tight_layout()
+        ax.plot(y_cm, entry["band_mean_db"], marker=".", label=name)
+    for thr in opt["thresholds_db"]:
+        ax.axhline(thr, color="0.5", lw=0.6, ls=":")
+    ax.set_xlabel("lateral offset (cm)")
+    ax.set_ylabel(f"separation {CTC_BAND_HZ[0] / 1e3:g}–{CTC_BAND_HZ[1] / 1e3:g} kHz (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle("CTC separation vs lateral head offset (depth 0, yaw 0), from the FIR taps; dashed: the metric band")
     png = _save(fig, ctx.run_dir / "ctc_zone.png")
 
     cols = [k for k in numbers["designs"][next(iter(maps))]["at_m"]]
