@@ -173,6 +173,20 @@ def _git_commit() -> str | None:
         return None
 
 
+FIGURE_CAPTIONS = {
+    "beam_heatmap": "Centre beam, exported taps: level over frequency × azimuth (dB re on-axis)",
+    "polar": "Centre beam, exported taps: polar patterns",
+    "zone_separation": "CTC separation over the design zone, exported taps",
+    "ear_vs_target": "Ear responses at the nominal point vs the real ±30° pair",
+    "filters": "Exported filters: impulse and magnitude responses per driver",
+    "scene_ear_responses": "Scene: each driver at the listener's ears (nominal point)",
+    "scene_directivity": "Scene: driver directivity on the far-field ring",
+    "scene_reference_cues": "Scene: the ±30° reference pair's ILD and ITD",
+    "scene_layout": "Scene: drivers, zone and listener",
+}
+"""Report captions of the run's figures (file stem → caption)."""
+
+
 def _run_figures(run_dir: Path) -> list[Path]:
     """The run's own PNG figures (``scene_*.png``, ``figures/*.png``), relative to it, sorted; the
     preset analyses link theirs in their own report section."""
@@ -288,8 +302,11 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     filterset.save(export_dir)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))
-    monitor.finish(trainer.step, fir, stages["ctc"], stages, filterset.delays, metrics)
+    # The design figures of the exported state (report.md's figures/*.png) are drawn with the monitor's last images.
+    monitor.finish(trainer.step, fir, stages["ctc"], stages, filterset.delays, metrics,
+                   figures_dir=run_dir / "figures" if cfg.get("plots", True) else None)
     log(f"TensorBoard evaluation metrics, figures, audio and hparams took {monitor.elapsed_s:.1f} s")
+    atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))  # now with figures/
     # Preset analyses (spatialopt/analysis.py): figures and analysis.json in the run directory, appended to report.md.
     analysis_md = run_analyses(cfg, run_dir, scene=scene, eval_scene=eval_scene, filterset=filterset, system=system, info=info,
                                baseline_firs=baseline_firs, metrics=metrics, log=log)
@@ -371,8 +388,10 @@ def render_report(metrics: dict, cfg: Mapping, info: dict, run_dir: Path, export
     figures = _run_figures(run_dir)
     if figures:
         lines += ["## Figures", ""]
-        for path in figures:
-            lines += [f"![{path.stem}]({path.as_posix()})", ""]
+        order = list(FIGURE_CAPTIONS)  # the design first, in its own order, then the scene
+        for path in sorted(figures, key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.as_posix())):
+            caption = FIGURE_CAPTIONS.get(path.stem, path.stem)
+            lines += [f"**{caption}** (`{path.as_posix()}`)", "", f"![{path.stem}]({path.as_posix()})", ""]
     overrides = _run_overrides(run_dir)
     lines += [
         "## Config",

@@ -45,10 +45,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spatialopt.plots import DESIGN_FIGURES
+
 __all__ = ["RunMonitor", "synthetic_mix", "stereo_audio_summary", "run_hparams", "flatten_metrics", "HPARAM_METRICS",
            "NOT_HPARAMS", "IMAGE_TAGS", "AUDIO_TAGS"]
 
-IMAGE_TAGS = ("images/beam_heatmap", "images/polar", "images/zone_separation", "images/ear_vs_target", "images/filters")
+IMAGE_TAGS = tuple(f"images/{name}" for name in DESIGN_FIGURES)
 AUDIO_TAGS = ("audio/reference", "audio/before", "audio/after")
 
 HPARAM_METRICS = (
@@ -355,14 +357,20 @@ class RunMonitor:
         self._logged["images"].add(step)
         self._timed(self._images, step, fir, ctc)
 
-    def finish(self, step: int, fir: Tensor, ctc: Tensor, stages: Mapping, delays: Mapping, metrics: Mapping) -> None:
+    def finish(self, step: int, fir: Tensor, ctc: Tensor, stages: Mapping, delays: Mapping, metrics: Mapping,
+               figures_dir: Path | None = None) -> None:
         """End of the run, for the exported state (``fir`` (3, D, T), ``ctc`` (2, D, T_ctc), its
         ``stages`` and ``delays`` as in the filter set): eval metrics, images, the "after" audio
-        and the hparams summary against ``metrics["ours"]`` (already logged as ``metrics/ours/*``)."""
+        and the hparams summary against ``metrics["ours"]`` (already logged as ``metrics/ours/*``).
+        With ``figures_dir`` the design figures are also written there as ``<name>.png`` (the
+        report's figures; drawn once for both)."""
         if self.evaluate:
             self.log_eval(step, fir, ctc)
-        if self.images:
-            self.log_images(step, fir, ctc)
+        to_tensorboard = self.images and step not in self._logged["images"]
+        if to_tensorboard:
+            self._logged["images"].add(step)
+        if to_tensorboard or figures_dir is not None:
+            self._timed(self._images, step, fir, ctc, figures_dir, to_tensorboard)
         if self.audio_seconds > 0:
             self._timed(self._audio, step, fir, stages, delays)
         self._timed(self._hparams, metrics)
@@ -379,32 +387,20 @@ class RunMonitor:
             self.writer.add_scalar(tag, value, step)
         return metrics
 
-    def _images(self, step, fir, ctc) -> None:
+    def _images(self, step, fir, ctc, figures_dir: Path | None = None, tensorboard: bool = True) -> None:
+        """The design figures of the current (or given) taps: TensorBoard ``images/*`` when
+        ``tensorboard``, and PNGs ``figures_dir/<name>.png`` (atomic) when ``figures_dir`` is given."""
         from spatialopt import plots
-        from spatialopt.dsp.filters import fir_response
-        from spatialopt.objectives.losses import ctc_separation_db
 
         if fir is None:
             fir, ctc, _ = self._state()
-        s = self.scene
-        f = s.freqs.to(torch.float64)
-        W = fir_response(fir.to(torch.float64), f, self.fs).permute(2, 1, 0)  # (F, D, 3)
-        C = fir_response(ctc.to(torch.float64), f, self.fs).permute(2, 1, 0)  # (F, D, 2)
-        g_ring = s.G_ring.to(torch.complex128)
-        beam = torch.einsum("fad,fd->fa", g_ring, W[:, :, 2])  # centre channel's far field (F, A)
-        H = s.H.to(torch.complex128)
-        nominal = s.nominal_index
-        e = torch.einsum("fed,fdc->fec", H[:, nominal], W)  # (F, ear, channel)
-        figures = {
-            "images/beam_heatmap": lambda: plots.beam_heatmap_figure(s.freqs, s.ring_az, beam, "centre beam (C)", self.beam_band_hz),
-            "images/polar": lambda: plots.polar_pattern_figure(s.freqs, s.ring_az, beam, "centre beam (C)"),
-            "images/zone_separation": lambda: plots.zone_separation_figure(s.freqs, ctc_separation_db(H, C), s.points, nominal,
-                                                                          self.ctc_band_hz),
-            "images/ear_vs_target": lambda: plots.ear_target_figure(s.freqs, e, s.H_ref[:, nominal]),
-            "images/filters": lambda: plots.filter_response_figure(fir, self.fs, list(s.driver_names), s.driver_bands),
-        }
-        for tag, make in figures.items():
-            self.writer.add_figure(tag, make(), step, close=True)
+        figures = plots.design_figures(self.scene, fir, ctc, self.beam_band_hz, self.ctc_band_hz)
+        for name, make in figures.items():
+            fig = make()
+            if figures_dir is not None:
+                plots.save_figure(fig, Path(figures_dir) / f"{name}.png", close=not tensorboard)
+            if tensorboard:
+                self.writer.add_figure(f"images/{name}", fig, step, close=True)
 
     def _filterset(self, fir: Tensor, stages: Mapping, delays: Mapping):
         from spatialopt.filterset import FilterSet

@@ -35,6 +35,8 @@ __all__ = [
     "ear_target_figure",
     "filter_response_figure",
     "relative_pattern_db",
+    "design_figures",
+    "DESIGN_FIGURES",
 ]
 
 
@@ -43,15 +45,16 @@ def _db(x: torch.Tensor | np.ndarray, floor: float = 1e-12) -> np.ndarray:
     return 20 * np.log10(np.maximum(np.abs(x), floor))
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically and close it. Returns the path."""
+def save_figure(fig, path: Path, close: bool = True) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically and (by default) close it. Returns the path."""
     from spatialopt.fileio import atomic_path
 
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        if close:
+            plt.close(fig)
     return Path(path)
 
 
@@ -416,3 +419,44 @@ def filter_response_figure(fir: torch.Tensor, sample_rate: float, driver_names: 
     axes[0][-1].legend(fontsize=7)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08, top=0.95, wspace=0.2, hspace=0.35)
     return fig
+
+
+DESIGN_FIGURES = ("beam_heatmap", "polar", "zone_separation", "ear_vs_target", "filters")
+"""Names of :func:`design_figures` (TensorBoard tags ``images/<name>``, report files ``figures/<name>.png``)."""
+
+
+def design_figures(scene, fir: torch.Tensor, ctc: torch.Tensor, beam_band_hz=(800.0, 4000.0),
+                   ctc_band_hz=(1500.0, 8000.0)) -> dict:
+    """The five design figures of a filter set on a scene, as zero-argument factories (each
+    builds its figure only when called, so a caller can draw and release one at a time).
+
+    Args:
+        scene: :class:`~spatialopt.acoustics.scene.Scene` (its grid, zone and driver bands).
+        fir: (3, D, T) composite taps (L, R, C inputs). ctc: (2, D, T_ctc) CTC stage taps.
+        beam_band_hz: band marked on the beam heatmap (Hz). ctc_band_hz: band of the zone map (Hz).
+
+    Returns:
+        ``{name: callable() -> Figure}`` in :data:`DESIGN_FIGURES` order: the centre beam over
+        frequency × azimuth and its polar patterns (far-field ring), the CTC separation over the
+        scene's zone, the nominal point's ear responses against the ±30° pair, and the taps.
+    """
+    from spatialopt.dsp.filters import fir_response
+    from spatialopt.objectives.losses import ctc_separation_db
+
+    fs = float(scene.sample_rate)
+    f = scene.freqs.to(torch.float64)
+    W = fir_response(fir.detach().cpu().to(torch.float64), f, fs).permute(2, 1, 0)  # (F, D, 3)
+    C = fir_response(ctc.detach().cpu().to(torch.float64), f, fs).permute(2, 1, 0)  # (F, D, 2)
+    beam = torch.einsum("fad,fd->fa", scene.G_ring.to(torch.complex128), W[:, :, 2])  # centre's far field (F, A)
+    H = scene.H.to(torch.complex128)
+    nominal = scene.nominal_index
+    ears = torch.einsum("fed,fdc->fec", H[:, nominal], W)  # (F, ear, channel)
+    names = list(scene.driver_names)
+    return {
+        "beam_heatmap": lambda: beam_heatmap_figure(scene.freqs, scene.ring_az, beam, "centre beam (C)", beam_band_hz),
+        "polar": lambda: polar_pattern_figure(scene.freqs, scene.ring_az, beam, "centre beam (C)"),
+        "zone_separation": lambda: zone_separation_figure(scene.freqs, ctc_separation_db(H, C), scene.points, nominal,
+                                                          ctc_band_hz),
+        "ear_vs_target": lambda: ear_target_figure(scene.freqs, ears, scene.H_ref[:, nominal]),
+        "filters": lambda: filter_response_figure(fir, fs, names, scene.driver_bands),
+    }

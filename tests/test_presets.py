@@ -17,6 +17,7 @@ import torch
 from spatialopt import analysis as an
 from spatialopt.cli._common import CONF_DIR
 from spatialopt.errors import ConfigError
+from spatialopt.plots import DESIGN_FIGURES
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -33,7 +34,7 @@ PER_PRESET = {
     "ctc_zone": ["+analysis_options.ctc_zone.lateral_m=[-0.05,0.0,0.05]"],
     "room_depth": ["+analysis_options.room_depth={distances_m: [1.0, 2.0, 3.0], max_order: 2, n_fft: 2048, freq_chunk: 64}"],
     "listening_zone": ["+analysis_options.listening_zone={lateral_m: [-0.1, 0.0, 0.1], distance_m: [1.5, 2.0, 2.5]}"],
-    "devices": ["device=stereo_pair"],
+    "devices": ["device=stereo_pair", "plots=true"],  # also the report figures without TensorBoard images
 }
 EXPECTED = {  # preset → (analysis name, figures)
     "crosstalk_simulation": ("crosstalk_simulation", ["crosstalk_simulation.png"]),
@@ -41,7 +42,8 @@ EXPECTED = {  # preset → (analysis name, figures)
     "beamformer": ("beamformer", ["beamformer_heatmap.png", "beamformer_polar.png"]),
     "room_depth": ("room_depth", ["room_depth.png"]),
     "listening_zone": ("listening_zone", ["listening_zone.png"]),
-    "devices": ("device_summary", ["device_summary.png"]),
+    "devices": ("device_summary", ["device_summary.png", *(f"figures/{n}.png" for n in DESIGN_FIGURES),
+                                   "scene_layout.png"]),
 }
 
 
@@ -92,6 +94,9 @@ def test_preset_runs_end_to_end(preset, tmp_path):
         assert (tmp_path / file).is_file(), file
     report = (tmp_path / "report.md").read_text()
     assert "## Analyses" in report and f"### {name}" in report
+    for file in files:
+        if file.endswith(".png"):
+            assert f"]({file})" in report, file  # every figure is linked from the report
     result = json.loads((tmp_path / "analysis.json").read_text())[name]
     ours = metrics["ours"]
     if name == "crosstalk_simulation":

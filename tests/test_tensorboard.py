@@ -26,7 +26,7 @@ TINY = [
     "system.virtualizer_taps=64", "system.modelling_delay_ms=1.0",
     "zone.lateral=[-0.05,0.05]", "zone.depth=[0.0]", "zone.yaw=[0]",
     "evaluation.zone.lateral=[0.0,0.02]", "evaluation.zone.depth=[0.0]", "evaluation.zone.yaw=[0]",
-    "progress=false", "plots=false",
+    "progress=false", "plots=true",
     f"optim.steps={STEPS}", f"optim.log_every={LOG_EVERY}", "optim.warmup_steps=0", "optim.lr=1e-3",
     f"optim.eval_every={EVAL_EVERY}", f"optim.image_every={IMAGE_EVERY}", f"optim.audio_seconds={AUDIO_S}",
 ]
@@ -48,7 +48,7 @@ def run(tmp_path_factory):
     metrics = run_experiment(cfg, run_dir, progress=False, log=lambda *_: None)
     acc = ea.EventAccumulator(str(run_dir / "tb"), size_guidance={k: 0 for k in ea.DEFAULT_SIZE_GUIDANCE})
     acc.Reload()
-    return metrics, acc, cfg
+    return metrics, acc, cfg, run_dir
 
 
 def _scalars(acc, tag):
@@ -56,7 +56,7 @@ def _scalars(acc, tag):
 
 
 def test_training_scalars_every_log_step_and_the_loss_goes_down(run):
-    _, acc, _ = run
+    _, acc, _, _ = run
     tags = set(acc.Tags()["scalars"])
     terms = set(LossConfig().weights) - {"drr"}  # drr only with a room
     expected = {"loss/total", "optim/lr", "optim/grad_norm"} | {f"loss/{t}" for t in terms}
@@ -73,7 +73,7 @@ def test_training_scalars_every_log_step_and_the_loss_goes_down(run):
 
 
 def test_eval_metrics_at_the_start_every_eval_every_steps_and_at_the_end(run):
-    metrics, acc, _ = run
+    metrics, acc, _, _ = run
     tags = set(acc.Tags()["scalars"])
     for name in ("ctc/separation_db/sweet_mean", "ctc/separation_db/zone_p10", "virtual/ild_err_db_rms",
                  "beam/null_depth_db", "tonal/dev_db_rms", "effort/max_gain_db", "align/path_skew_ms"):
@@ -91,7 +91,7 @@ def test_eval_metrics_at_the_start_every_eval_every_steps_and_at_the_end(run):
 def test_images_at_the_start_every_image_every_steps_and_at_the_end(run):
     from PIL import Image
 
-    _, acc, _ = run
+    _, acc, _, _ = run
     assert set(IMAGE_TAGS) <= set(acc.Tags()["images"])
     for tag in IMAGE_TAGS:
         events = acc.Images(tag)
@@ -102,6 +102,30 @@ def test_images_at_the_start_every_image_every_steps_and_at_the_end(run):
         assert pixels.std() > 10, tag  # a drawn figure, not a blank canvas
 
 
+def test_report_links_the_final_design_figures_as_png(run):
+    """report.md's figures: the exported state's design figures (drawn once with the last
+    TensorBoard images) as figures/<name>.png, and the scene figures; every link resolves."""
+    import re
+
+    from PIL import Image
+
+    _, acc, _, run_dir = run
+    report = (run_dir / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    expected = [f"figures/{tag.split('/')[1]}.png" for tag in IMAGE_TAGS]
+    assert links[: len(expected)] == expected  # the design first
+    assert {"scene_layout.png", "scene_ear_responses.png"} <= set(links)
+    for link in links:
+        img = Image.open(run_dir / link)
+        assert img.width > 300 and img.height > 300, link
+        assert np.asarray(img.convert("L"), dtype=float).std() > 10, link  # drawn, not blank
+    # the PNG and the last TensorBoard image are the same figure (same aspect ratio within the tight crop)
+    for tag, link in zip(IMAGE_TAGS, expected):
+        last = acc.Images(tag)[-1]
+        img = Image.open(run_dir / link)
+        assert img.width / img.height == pytest.approx(last.width / last.height, rel=0.15), tag
+
+
 def _wav(event):
     with wave.open(io.BytesIO(event.encoded_audio_string)) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels())
@@ -109,7 +133,7 @@ def _wav(event):
 
 
 def test_audio_reference_before_and_after_are_stereo_at_the_design_rate(run):
-    _, acc, cfg = run
+    _, acc, cfg, _ = run
     fs = cfg["fs"]
     assert set(AUDIO_TAGS) <= set(acc.Tags()["audio"])
     steps = {tag: [e.step for e in acc.Audio(tag)] for tag in AUDIO_TAGS}
@@ -136,7 +160,7 @@ def test_audio_reference_before_and_after_are_stereo_at_the_design_rate(run):
 def test_config_text_and_hparams_against_the_final_metrics(run):
     from tensorboard.plugins.hparams import metadata
 
-    metrics, acc, cfg = run
+    metrics, acc, cfg, _ = run
     (text,) = acc.Tensors("config/text_summary")
     body = text.tensor_proto.string_val[0].decode()
     assert '"fs": 48000' in body and '"eval_every": 5' in body
