@@ -754,28 +754,13 @@ def room_depth(ctx: RunContext) -> tuple[dict, str]:
     from spatialopt.acoustics.drivers import Driver
     from spatialopt.acoustics.scene import ear_transfer, far_field_patterns
     from spatialopt.acoustics import sh
-    from spatialopt.config import build_device, build_listener, build_room
     from spatialopt.geometry import unit_vector
 
     opt = ctx.options
     cfg = ctx.cfg
     fs = ctx.fs
     c = float((cfg.get("scene") or {}).get("speed_of_sound", 343.0))
-    device = build_device(cfg["device"], c, fs / 2)
-    listener_cfg = dict(cfg.get("listener") or {})
-    if opt["listener"] == "omni":
-        listener_cfg["type"] = "omni"
-    listener = build_listener(listener_cfg, c)
-    room_cfg = dict(cfg["room"])
-    room_cfg["max_order"] = int(opt["max_order"])
-    room = build_room(room_cfg)
-    distances = [float(v) for v in opt["distances_m"]]
-    height = float(listener_cfg.get("height", 0.0))
-    positions = torch.tensor([[d, 0.0, height] for d in distances], dtype=torch.float64)
-    clearance = device.bounding_radius() + listener.head_radius
-    if (positions[:, 0] <= clearance).any() or not bool(room.contains(positions, margin=listener.head_radius).all()):
-        raise ConfigError("analysis_options.room_depth.distances_m", distances,
-                          f"every distance must clear the device ({clearance:.3f} m) and stay a head radius inside the room")
+    device, listener, room, distances, positions, listener_cfg = _room_depth_geometry(cfg, opt, fs)
     all_f = torch.fft.rfftfreq(int(opt["n_fft"]), 1.0 / fs).to(torch.float64)
     f = all_f[_band(all_f, opt["band_hz"])]
     eye = torch.eye(3, dtype=torch.float64)
@@ -1061,25 +1046,43 @@ ANALYSES: dict[str, tuple[Callable[[RunContext], tuple[dict, str]], dict]] = {
 }
 
 
-def _check_option(name: str, key: str, value, default):
+MAX_OPTION_LIST = 1000  # entries of one list option
+INT_OPTION_RANGES = {  # (analysis, option): (lo, hi) of the integer options
+    ("room_depth", "max_order"): (0, 30), ("room_depth", "n_fft"): (8, 2**20), ("room_depth", "freq_chunk"): (1, 65536),
+    ("room_depth", "q_stride"): (1, 1000),
+}
+MAX_GRID_POINTS = 10_000  # lateral × distance points of an analysis grid
+
+
+def _check_option(name: str, key: str, value, default, fs: float = 48000.0):
     where = f"analysis_options.{name}.{key}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(where, value, "must be true or false")
-    elif isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(where, value, "must be a finite number")
-        if isinstance(default, int) and (not isinstance(value, int) or value < 1):
-            raise ConfigError(where, value, "must be a positive integer")
+    elif isinstance(default, int):
+        lo, hi = INT_OPTION_RANGES.get((name, key), (1, 10**6))
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(where, value, f"must be an integer in [{lo}, {hi}]")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > 200:
+            raise ConfigError(where, value, "must be a number in [-200, 200] dB")
     elif isinstance(default, str):
         if value not in ("omni", "design"):
             raise ConfigError(where, value, "must be 'omni' or 'design'")
     elif isinstance(default, list):
-        if not isinstance(value, (list, tuple)) or not value or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value):
-            raise ConfigError(where, value, "must be a non-empty list of numbers")
+        hz, metres = key.endswith("_hz"), key.endswith("_m")
+        top = fs / 2 if hz else 1000.0 if metres else 200.0
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_OPTION_LIST or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > top
+                for v in value):
+            unit = f"Hz, up to fs/2 = {top:g}" if hz else "m, |value| <= 1000" if metres else "dB, |value| <= 200"
+            raise ConfigError(where, value, f"must be a non-empty list of at most {MAX_OPTION_LIST} numbers ({unit})")
         if key.endswith("band_hz") and (len(value) != 2 or not 0 <= value[0] < value[1]):
             raise ConfigError(where, value, "must be [low, high] with 0 <= low < high (Hz)")
+        if hz and any(v <= 0 for v in value) and not key.endswith("band_hz"):
+            raise ConfigError(where, value, "frequencies must be > 0 Hz")
+        if key in ("distance_m", "distances_m") and any(v <= 0 for v in value):
+            raise ConfigError(where, value, "distances must be > 0 m")
         if key in ("lateral_m", "distance_m", "distances_m") and list(value) != sorted(value):
             raise ConfigError(where, value, "must be increasing")
 
@@ -1093,7 +1096,7 @@ def validate_analyses(cfg: Mapping) -> list[tuple[str, dict]]:
             without a shoebox room).
     """
     names = cfg.get("analysis") or []
-    if isinstance(names, str) or not isinstance(names, Sequence):
+    if isinstance(names, str) or not isinstance(names, Sequence) or any(not isinstance(n, str) for n in names):
         raise ConfigError("analysis", names, f"must be a list of analysis names ({', '.join(ANALYSES)})")
     options = cfg.get("analysis_options") or {}
     if not isinstance(options, Mapping):
@@ -1104,11 +1107,13 @@ def validate_analyses(cfg: Mapping) -> list[tuple[str, dict]]:
         if opts is not None and not isinstance(opts, Mapping):
             raise ConfigError(f"analysis_options.{name}", opts, "must be a mapping of options")
         defaults = ANALYSES[name][1]
+        fs = cfg.get("fs", 48000)
+        fs = float(fs) if isinstance(fs, (int, float)) and not isinstance(fs, bool) and math.isfinite(fs) else 48000.0
         for key, value in (opts or {}).items():
             if key not in defaults:
                 raise ConfigError(f"analysis_options.{name}.{key}", value,
                                   f"unknown option; known: {', '.join(defaults) or '(none)'}")
-            _check_option(name, key, value, defaults[key])
+            _check_option(name, key, value, defaults[key], fs)
     selected: list[tuple[str, dict]] = []
     for name in names:
         if name not in ANALYSES:
@@ -1119,6 +1124,57 @@ def validate_analyses(cfg: Mapping) -> list[tuple[str, dict]]:
             raise ConfigError("analysis", name, "room_depth needs a shoebox room (room=living_room)")
         selected.append((name, {**copy.deepcopy(ANALYSES[name][1]), **dict(options.get(name) or {})}))
     return selected
+
+
+def check_analyses_geometry(cfg: Mapping, selected: list[tuple[str, dict]], eval_cfg: Mapping) -> None:
+    """The scenes the selected analyses will build (after the optimisation), checked now: every grid
+    point clears the device and stays inside the room, grids are not absurdly large.
+
+    Raises:
+        ConfigError: naming ``analysis_options.NAME[.KEY]``.
+    """
+    from spatialopt.config import check_scene_config
+
+    for name, opt in selected:
+        where = f"analysis_options.{name}"
+        if name == "ctc_zone":
+            check_scene_config(_with_zone(eval_cfg, opt["lateral_m"], [0.0]), zone_key=f"{where}.lateral_m")
+        elif name == "listening_zone":
+            lateral, distances = list(opt["lateral_m"]), list(opt["distance_m"])
+            if len(lateral) * len(distances) > MAX_GRID_POINTS:
+                raise ConfigError(where, {"lateral_m": len(lateral), "distance_m": len(distances)},
+                                  f"{len(lateral) * len(distances)} grid points; at most {MAX_GRID_POINTS}")
+            nominal = float((cfg.get("listener") or {}).get("distance", 2.0))
+            if min(abs(v) for v in lateral) > 1e-9 or min(abs(d - nominal) for d in distances) > 1e-9:
+                raise ConfigError(where, {"lateral_m": lateral, "distance_m": distances},
+                                  f"the grid must contain lateral 0 and the nominal distance {nominal:g} m (the reference pair is placed from it)")
+            check_scene_config(_with_zone(eval_cfg, lateral, [d - nominal for d in distances]), zone_key=where)
+        elif name == "room_depth":
+            _room_depth_geometry(cfg, opt, float(cfg.get("fs", 48000)))
+
+
+def _room_depth_geometry(cfg: Mapping, opt: Mapping, fs: float):
+    """room_depth's device, listener, room (image sources to ``max_order``) and on-axis listening
+    positions; refuses positions inside the device or outside the room."""
+    from spatialopt.config import build_device, build_listener, build_room
+
+    c = float((cfg.get("scene") or {}).get("speed_of_sound", 343.0))
+    device = build_device(cfg["device"], c, fs / 2)
+    listener_cfg = dict(cfg.get("listener") or {})
+    if opt["listener"] == "omni":
+        listener_cfg["type"] = "omni"
+    listener = build_listener(listener_cfg, c)
+    room_cfg = dict(cfg["room"])
+    room_cfg["max_order"] = int(opt["max_order"])
+    room = build_room(room_cfg)
+    distances = [float(v) for v in opt["distances_m"]]
+    height = float(listener_cfg.get("height", 0.0))
+    positions = torch.tensor([[d, 0.0, height] for d in distances], dtype=torch.float64)
+    clearance = device.bounding_radius() + listener.head_radius
+    if (positions[:, 0] <= clearance).any() or not bool(room.contains(positions, margin=listener.head_radius).all()):
+        raise ConfigError("analysis_options.room_depth.distances_m", distances,
+                          f"every distance must clear the device ({clearance:.3f} m) and stay a head radius inside the room")
+    return device, listener, room, distances, positions, listener_cfg
 
 
 def run_analyses(cfg: Mapping, run_dir, *, scene, eval_scene, filterset, system=None, info=None, baseline_firs=None,

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from spatialopt.config import scene_from_config
+from spatialopt.config import scene_from_config, validate_config
 from spatialopt.design.initialize import DesignConfig, baseline_composite, initialize_system
 from spatialopt.design.system import SystemShape
 from spatialopt.errors import ConfigError
 from spatialopt.fileio import atomic_write_text
 from spatialopt.objectives.losses import LossConfig, SystemLoss, crossover_spec
 from spatialopt.objectives.metrics import evaluate_filters
-from spatialopt.train import OptimConfig, SceneTensors, Trainer, resolve_device
+from spatialopt.train import OptimConfig, SceneTensors, Trainer
 
 __all__ = ["run_experiment", "parse_configs", "evaluation_config", "free_field_config", "evaluate_filterset"]
 
@@ -39,9 +39,11 @@ BASELINES = {  # name → (CTC design, beam design); all share the fitted virtua
 def _dataclass_from(cls, cfg: Mapping | None, group: str):
     import dataclasses
 
+    if cfg is not None and not isinstance(cfg, Mapping):
+        raise ConfigError(group, cfg, f"must be a mapping of {group} settings")
     cfg = dict(cfg or {})
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(cfg) - names)
+    unknown = sorted(set(cfg) - names, key=str)
     if unknown:
         raise ConfigError(f"{group}.{unknown[0]}", cfg[unknown[0]], f"unknown key; known keys: {', '.join(sorted(names))}")
     values = {}
@@ -50,45 +52,97 @@ def _dataclass_from(cls, cfg: Mapping | None, group: str):
             value = cfg[f.name]
             default = getattr(cls(), f.name) if f.name not in ("weights",) else None
             if isinstance(default, tuple):
-                if not isinstance(value, (list, tuple)) or len(value) != len(default):
-                    raise ConfigError(f"{group}.{f.name}", value, f"must be a list of {len(default)} numbers")
+                if (not isinstance(value, (list, tuple)) or len(value) != len(default)
+                        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value)):
+                    raise ConfigError(f"{group}.{f.name}", value, f"must be a list of {len(default)} finite numbers")
                 value = tuple(float(v) for v in value)
             values[f.name] = value
     return cls(**values)
 
 
+def _check_numbers(obj, group: str, ranges: dict) -> None:
+    """Each ``name: (lo, hi, lo_open, unit)`` of ``ranges``: ``getattr(obj, name)`` a finite number
+    (not a bool) in [lo, hi] (``lo_open``: lo excluded)."""
+    for name, (lo, hi, lo_open, unit) in ranges.items():
+        value = getattr(obj, name)
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and (
+            (lo < value if lo_open else lo <= value) and value <= hi)
+        if not ok:
+            raise ConfigError(f"{group}.{name}", value,
+                              f"must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]{' ' + unit if unit else ''}")
+
+
+DESIGN_RANGES = {  # system.* besides the tap counts: (lo, hi, lo excluded, unit)
+    "modelling_delay_ms": (0.0, 1000.0, False, "ms"),
+    "ctc_beta_inside": (0.0, 1e6, True, ""),
+    "ctc_beta_outside": (0.0, 1e6, True, ""),
+    "zone_contra_weight": (0.0, 1e6, False, ""),
+    "beam_beta": (0.0, 1e6, True, ""),
+    "beam_wng_min_db": (-100.0, 100.0, False, "dB"),
+    "crossover_octaves": (0.0, 10.0, True, "octaves"),
+}
+LOSS_RANGES = {  # loss.* scalars
+    "ctc_target_db": (0.0, 100.0, False, "dB"),
+    "ctc_taper_octaves": (0.0, 10.0, False, "octaves"),
+    "worst_case_power": (1.0, 100.0, False, "(1 = mean, 2 = rms, larger = toward the worst point)"),
+    "null_target_db": (-200.0, 0.0, False, "dB"),
+    "max_gain_db": (-100.0, 100.0, False, "dB"),
+    "wng_min_db": (-100.0, 100.0, False, "dB"),
+    "pre_ring_ms": (0.0, 1000.0, False, "ms"),
+    "post_ring_ms": (0.0, 1000.0, False, "ms"),
+    "itd_weight": (0.0, 1e6, False, ""),
+    "drr_target_db": (-100.0, 100.0, False, "dB"),
+    "binaural_nominal_share": (0.0, 1.0, False, ""),
+    "crossover_floor_db": (-200.0, 0.0, False, "dB"),
+}
+MAX_LOSS_WEIGHT = 1e6
+UPMIX_MAX = {"centre_gain": 10.0, "smoothing_ms": 10_000.0, "panning_rejection": 1000.0, "mask_exponent": 100.0,
+             "residual_floor": 1e6}  # upper bounds of the upmix group (residual_floor 1e6 already acts as ∞)
+MAX_CROSSOVER_ORDER = 64
+
+
 def parse_configs(cfg: Mapping, n_drivers: int, sample_rate: float):
     """Typed, validated system/design/loss/optim configs from the plain config mapping."""
-    sys_cfg = dict(cfg.get("system") or {})
+    sys_cfg = cfg.get("system")
+    if sys_cfg is not None and not isinstance(sys_cfg, Mapping):
+        raise ConfigError("system", sys_cfg, "must be a mapping of system settings")
+    sys_cfg = dict(sys_cfg or {})
     shape_keys = ("n_taps", "ctc_taps", "beam_taps", "virtualizer_taps", "allpass_sections")
     shape = SystemShape(n_drivers=n_drivers, **{k: sys_cfg.pop(k) for k in shape_keys if k in sys_cfg})
+    design = _dataclass_from(DesignConfig, sys_cfg, "system")  # unknown keys first: a typo is named as such
     shape.validate()
-    design = _dataclass_from(DesignConfig, sys_cfg, "system")
+    _check_numbers(design, "system", DESIGN_RANGES)
     if design.modelling_delay_ms * sample_rate / 1000 >= shape.ctc_taps:
         raise ConfigError("system.modelling_delay_ms", design.modelling_delay_ms, "must leave room inside ctc_taps")
     lo, hi = design.ctc_band_hz
     if not 0 <= lo < hi <= sample_rate / 2:
         raise ConfigError("system.ctc_band_hz", list(design.ctc_band_hz), f"must satisfy 0 <= low < high <= fs/2 = {sample_rate / 2:g}")
-    loss_cfg = dict(cfg.get("loss") or {})
+    loss_cfg = cfg.get("loss")
+    if loss_cfg is not None and not isinstance(loss_cfg, Mapping):
+        raise ConfigError("loss", loss_cfg, "must be a mapping of loss settings")
+    loss_cfg = dict(loss_cfg or {})
     weights = loss_cfg.pop("weights", None)
     loss = _dataclass_from(LossConfig, loss_cfg, "loss")
     if weights is not None:
         known = set(LossConfig().weights)
+        if not isinstance(weights, Mapping):
+            raise ConfigError("loss.weights", weights, f"must be a mapping loss term → weight ({', '.join(sorted(known))})")
         for name, value in weights.items():
             if name not in known:
                 raise ConfigError(f"loss.weights.{name}", value, f"unknown loss term; known: {', '.join(sorted(known))}")
-            if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-                raise ConfigError(f"loss.weights.{name}", value, "must be a number >= 0")
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or not 0 <= value <= MAX_LOSS_WEIGHT):
+                raise ConfigError(f"loss.weights.{name}", value, f"must be a number in [0, {MAX_LOSS_WEIGHT:g}]")
         loss.weights = {**LossConfig().weights, **weights}
+    order = loss.crossover_order
+    if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_CROSSOVER_ORDER or order % 2:
+        raise ConfigError("loss.crossover_order", order,
+                          f"must be an even integer in [2, {MAX_CROSSOVER_ORDER}] (Linkwitz–Riley order)")
+    _check_numbers(loss, "loss", LOSS_RANGES)
     for key in ("ctc_band_hz", "beam_band_hz"):
         lo, hi = getattr(loss, key)
         if not 0 <= lo < hi <= sample_rate / 2:
             raise ConfigError(f"loss.{key}", [lo, hi], f"must satisfy 0 <= low < high <= fs/2 = {sample_rate / 2:g}")
-    order = loss.crossover_order
-    if isinstance(order, bool) or not isinstance(order, int) or order < 2 or order % 2:
-        raise ConfigError("loss.crossover_order", order, "must be an even integer >= 2 (Linkwitz–Riley order)")
-    if not (isinstance(loss.crossover_floor_db, (int, float)) and -200 <= loss.crossover_floor_db <= 0):
-        raise ConfigError("loss.crossover_floor_db", loss.crossover_floor_db, "must be a number in [-200, 0] dB")
     n_fft = int((cfg.get("scene") or {}).get("n_fft", 1024))
     if n_fft < shape.n_taps:
         raise ConfigError("scene.n_fft", n_fft, f"must be >= system.n_taps = {shape.n_taps} so the optimiser's grid resolves the filters")
@@ -105,7 +159,14 @@ def upmix_config(cfg: Mapping, sample_rate: float) -> dict:
     params = cfg.get("upmix") or {}
     if not isinstance(params, Mapping):
         raise ConfigError("upmix", params, "must be a mapping of upmix parameters")
-    return dict(Upmixer(sample_rate, **params).params)
+    for name, top in UPMIX_MAX.items():  # the library takes any positive value; a config this large is a typo
+        value = params.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > top:
+            raise ConfigError(f"upmix.{name}", value, f"must be at most {top:g}")
+    try:
+        return dict(Upmixer(sample_rate, **{str(k): v for k, v in params.items()}).params)
+    except ConfigError as exc:  # the library names its keyword argument; the config key is upmix.<name>
+        raise ConfigError(f"upmix.{exc.key}", exc.value, exc.allowed) from None
 
 
 def evaluation_config(cfg: Mapping) -> dict:
@@ -211,25 +272,20 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     Files written: ``filterset/`` (DESIGN.md §6), ``metrics.json``, ``report.md``,
     ``checkpoints/last.pt``, ``tb/`` (TensorBoard), figures.
     """
+    from spatialopt.analysis import run_analyses
     from spatialopt.filterset import FilterSet
 
     start = time.perf_counter()
+    # Every group and key, before any work (no directory, scene or filter yet): one ConfigError naming the key.
+    checked = validate_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fs = float(cfg.get("fs", 48000))
-    compute = cfg.get("compute") or {}
-    device = resolve_device(str(compute.get("device", "auto")))
-    dtype_name = compute.get("dtype", "float32")
-    if dtype_name not in ("float32", "float64"):
-        raise ConfigError("compute.dtype", dtype_name, "must be float32 or float64")
-    dtype = torch.float32 if dtype_name == "float32" else torch.float64
-    n_drivers = len((cfg.get("device") or {}).get("drivers") or [])
-    shape, design, loss_cfg, optim_cfg = parse_configs(cfg, n_drivers, fs)
-    upmix_params = upmix_config(cfg, fs)
-    from spatialopt.analysis import run_analyses, validate_analyses
-
-    validate_analyses(cfg)  # preset analyses (`analysis: [...]`): a bad name fails now, before any work
-    eval_cfg = evaluation_config(cfg)
+    fs = checked["fs"]
+    device = checked["device"]
+    dtype = torch.float32 if checked["dtype"] == "float32" else torch.float64
+    shape, design, loss_cfg, optim_cfg = checked["shape"], checked["design"], checked["loss"], checked["optim"]
+    upmix_params = checked["upmix"]
+    eval_cfg = checked["eval_cfg"]
 
     log(f"building the scene ({(cfg.get('device') or {}).get('name', 'device')}) ...")
     scene = scene_from_config(cfg)

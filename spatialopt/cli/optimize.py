@@ -26,22 +26,15 @@ from omegaconf import DictConfig
 from spatialopt.cli._common import CONF_DIR, one_line_errors, run_dir, to_plain
 from spatialopt.errors import ConfigError
 
-# First components a metrics.json path can start with (the full path is checked after the run).
-_OBJECTIVE_ROOTS = {"ours", "kirkeby", "ls_zone", "delay_and_sum", "runtime_s", "steps", "rejected_steps",
-                    "ctc", "virtual", "beam", "tonal", "effort", "align", "room"}
 EXIT_INTERRUPTED = 130
 
 
 def check_objective(cfg: dict) -> tuple[str, str]:
     """``objective`` and ``objective_direction``, validated before any work; under an Optuna
     sweeper, its ``direction`` must be ``objective_direction``."""
-    objective = cfg.get("objective", "ctc.separation_db.zone_p10")
-    direction = cfg.get("objective_direction", "maximize")
-    if not isinstance(objective, str) or not objective or objective.split(".")[0] not in _OBJECTIVE_ROOTS:
-        raise ConfigError("objective", objective, "must be a dotted path into metrics.json, e.g. ctc.separation_db.zone_p10 "
-                          "or ours.beam.null_depth_db (see README, metrics.json schema)")
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError("objective_direction", direction, "must be maximize or minimize")
+    from spatialopt.config import check_objective_keys
+
+    objective, direction = check_objective_keys(cfg)
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -83,9 +76,11 @@ def _tensorboard_command(log_dir: Path) -> str:
 
 @one_line_errors("spatialopt-optimize")
 def run(cfg: DictConfig) -> float:
+    from spatialopt.config import validate_config
     from spatialopt.experiment import run_experiment
 
     plain = to_plain(cfg)
+    validate_config(plain)  # every group and key, before any work (run_experiment checks again: cheap)
     objective, _ = check_objective(plain)
     out = run_dir()
     metrics = run_experiment(plain, out, progress=bool(plain.get("progress", True)))

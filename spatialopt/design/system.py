@@ -28,6 +28,11 @@ __all__ = ["SystemShape", "SpatialSystem", "compose_fir"]
 CHANNELS = ("L", "R", "C")
 
 
+MAX_TAPS = 2**16
+"""Longest filter of any stage (1.4 s at 48 kHz); a longer one is refused before anything is allocated."""
+MAX_ALLPASS_SECTIONS = 64
+
+
 @dataclass(frozen=True)
 class SystemShape:
     """Sizes of the system's filters.
@@ -51,10 +56,11 @@ class SystemShape:
 
         for key in ("n_taps", "ctc_taps", "beam_taps", "virtualizer_taps"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"system.{key}", value, "must be a positive integer (taps)")
-        if self.allpass_sections < 0:
-            raise ConfigError("system.allpass_sections", self.allpass_sections, "must be >= 0")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TAPS:
+                raise ConfigError(f"system.{key}", value, f"must be an integer in [1, {MAX_TAPS}] (taps)")
+        value = self.allpass_sections
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ALLPASS_SECTIONS:
+            raise ConfigError("system.allpass_sections", value, f"must be an integer in [0, {MAX_ALLPASS_SECTIONS}]")
         if self.ctc_taps + self.virtualizer_taps - 1 > self.n_taps:
             raise ConfigError("system.n_taps", self.n_taps,
                               f"must be >= ctc_taps + virtualizer_taps − 1 = {self.ctc_taps + self.virtualizer_taps - 1}")

@@ -94,3 +94,15 @@ def test_bad_configs_fail_before_any_work(override, key, tmp_path):
     assert proc.stderr.startswith(f"spatialopt-optimize: error: {key}"), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "filterset").exists()
+
+
+def test_evaluate_names_the_evaluation_zone_keys(tiny_run, tmp_path):
+    """A bad held-out zone is reported under the key the user wrote (evaluation.zone.*), before
+    any scene is built."""
+    from spatialopt.cli.evaluate import evaluate
+    from spatialopt.errors import ConfigError
+
+    argv = [f"filterset={tiny_run[0] / 'filterset'}", f"out={tmp_path / 'm.json'}", "evaluation.zone.lateral=[]"]
+    with pytest.raises(ConfigError, match=r"^evaluation\.zone\.lateral=\[\]: must be a non-empty list"):
+        evaluate(argv)
+    assert not (tmp_path / "m.json").exists()

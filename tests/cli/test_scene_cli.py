@@ -43,7 +43,7 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
     proc = run_scene(tmp_path, "zone=point", "device.enclosure_radius=-1")
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines == ["spatialopt-scene: error: device.enclosure_radius=-1: must be > 0"]
+    assert lines == ["spatialopt-scene: error: device.enclosure_radius=-1: must be > 0 and <= 10 m (or null: none)"]
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
