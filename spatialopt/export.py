@@ -62,7 +62,8 @@ from numpy import bool_ as np_bool
 from torch import Tensor
 
 from spatialopt.errors import ConfigError, DataError
-from spatialopt.fileio import atomic_path, atomic_write_text, swap_directory_into_place
+from spatialopt.fileio import (atomic_path, atomic_write_text, make_directory, sound_file_errors,
+                               swap_directory_into_place)
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -173,7 +174,7 @@ def export_wav(filterset, out_dir) -> list[Path]:
     paths = []
     for c, name in enumerate(_wav_names(filterset)):
         path = out_dir / name
-        with atomic_path(path, suffix=".wav") as tmp:
+        with atomic_path(path, suffix=".wav") as tmp, sound_file_errors(path):  # disk full: an OSError
             sf.write(str(tmp), fir[c].T.copy(), rate, subtype="FLOAT", format="WAV")
         paths.append(path)
     return paths
@@ -566,7 +567,7 @@ def export_filterset(filterset, out_dir, formats: Iterable[str] = EXPORT_FORMATS
                             "refusing to replace it — choose an empty or new directory")
     tmp: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(target.parent)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
         written = {"wav": export_wav(filterset, tmp)}
         if "camilladsp" in formats:
@@ -601,7 +602,12 @@ def export_filterset(filterset, out_dir, formats: Iterable[str] = EXPORT_FORMATS
         swap_directory_into_place(tmp, target)
         tmp = None
     except OSError as exc:
-        raise DataError(f"{where}: {_one_line(exc)}") from None
+        reason = _one_line(exc)
+        if exc.strerror and exc.filename:  # a file in the hidden work directory: name it as it would be in out_dir
+            name = str(exc.filename)
+            name = str(target / os.path.relpath(name, tmp)) if tmp is not None and name.startswith(str(tmp)) else name
+            reason = f"{exc.strerror} ({name})"
+        raise DataError(f"{where}: {reason}") from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -49,6 +49,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -61,7 +62,7 @@ import torch
 from torch import Tensor
 
 from spatialopt.errors import DataError, SpatialoptError
-from spatialopt.fileio import swap_directory_into_place
+from spatialopt.fileio import make_directory, swap_directory_into_place
 
 try:
     from numpy import bool_ as np_bool
@@ -405,11 +406,17 @@ class FilterSet:
         parent = target.parent
         tmp: Path | None = None
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            make_directory(parent)
             tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.tmp-"))
             tensor_path = tmp / TENSOR_FILE_NAME
-            safetensors.torch.save_file(tensors, str(tensor_path),
-                                        metadata={"format": "spatialopt-filterset", "format_version": str(FORMAT_VERSION)})
+            try:
+                safetensors.torch.save_file(tensors, str(tensor_path),
+                                            metadata={"format": "spatialopt-filterset", "format_version": str(FORMAT_VERSION)})
+            except safetensors.SafetensorError as exc:  # its I/O errors (a full disk) name the OS error
+                code = re.search(r"os error (\d+)", str(exc))
+                if code is None:
+                    raise
+                raise OSError(int(code[1]), os.strerror(int(code[1])), str(target / TENSOR_FILE_NAME)) from None
             data = tensor_path.read_bytes()
             manifest["files"] = {"tensors": {"name": TENSOR_FILE_NAME, "bytes": len(data),
                                              "sha256": hashlib.sha256(data).hexdigest()}}

@@ -10,6 +10,7 @@ TensorBoard). Checkpoints are written atomically (temporary file + rename) and l
 from __future__ import annotations
 
 import copy
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from torch import Tensor
 from spatialopt.fileio import atomic_path
 
 __all__ = ["OptimConfig", "SceneTensors", "Trainer", "resolve_device"]
+
+
+MAX_STEPS = 10_000_000
+"""Most optimisation steps (and any interval in steps): 10^7 steps are days of work; more is a typo."""
+MAX_LR = 1000.0
 
 
 @dataclass
@@ -56,20 +62,25 @@ class OptimConfig:
     def validate(self) -> None:
         from spatialopt.errors import ConfigError
 
-        if self.optimizer not in ("adam", "lbfgs"):
+        if not isinstance(self.optimizer, str) or self.optimizer not in ("adam", "lbfgs"):
             raise ConfigError("optim.optimizer", self.optimizer, "must be 'adam' or 'lbfgs'")
-        if self.schedule not in ("cosine", "constant"):
+        if not isinstance(self.schedule, str) or self.schedule not in ("cosine", "constant"):
             raise ConfigError("optim.schedule", self.schedule, "must be 'cosine' or 'constant'")
-        for key in ("steps", "checkpoint_every", "log_every"):
+        for key in ("steps", "warmup_steps", "checkpoint_every", "log_every"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "steps" else 1):
-                raise ConfigError(f"optim.{key}", value, "must be a positive integer")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError("optim.lr", self.lr, "must be a positive number")
+            lo = 1 if key in ("checkpoint_every", "log_every") else 0
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_STEPS:
+                raise ConfigError(f"optim.{key}", value, f"must be an integer in [{lo}, {MAX_STEPS}]")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= MAX_LR:
+            raise ConfigError("optim.lr", lr, f"must be a positive number <= {MAX_LR:g}")
+        clip = self.grad_clip
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not math.isfinite(clip) or not 0 <= clip <= 1e6:
+            raise ConfigError("optim.grad_clip", clip, "must be a number in [0, 1e+06] (0 = off)")
         for key in ("eval_every", "image_every"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"optim.{key}", value, "must be an integer >= 0 (0 = off)")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STEPS:
+                raise ConfigError(f"optim.{key}", value, f"must be an integer in [0, {MAX_STEPS}] (0 = off)")
         value = self.audio_seconds
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 60):
             raise ConfigError("optim.audio_seconds", value, "must be a number of seconds in [0, 60] (0 = no audio)")
@@ -106,10 +117,13 @@ class SceneTensors:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    # A file object, not a name: torch derives its archive name from a path's stem, and the
-    # hidden temporary name (".last-…") is not a valid one.
+    # Serialised into memory (a few MB), then written: a write error (disk full) is an OSError
+    # naming the file, not torch's "[enforce fail at inline_container.cc] unexpected pos". A buffer,
+    # not a name: torch derives its archive name from a path's stem, and ".last-…" is not a valid one.
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        fh.write(buf.getbuffer())
 
 
 class Trainer:

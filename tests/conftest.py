@@ -46,3 +46,28 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def make_render_set(directory: Path, seed: int = 3, n_taps: int = 200, sample_rate: int = 48000):
+    """A small random filter set for the smart_speaker_5 design scene (5 drivers, ``n_taps`` taps,
+    its config stored), saved under ``directory``: returns (FilterSet, saved path). The same
+    construction as ``tests/cli/test_render_cli.py``'s ``saved_set``."""
+    import math
+
+    from spatialopt.filterset import FilterSet
+
+    cfg = make_config(zone="point", n_fft=256)
+    names = [d["name"] for d in cfg["device"]["drivers"]]
+    g = torch.Generator().manual_seed(seed)
+    fset = FilterSet.from_stages(
+        ctc=0.1 * torch.randn(2, len(names), 120, generator=g), virtualizer=torch.randn(2, 16, generator=g) / 4,
+        beam=0.1 * torch.randn(len(names), 100, generator=g), lr_delay=5, c_delay=30, n_taps=n_taps,
+        sample_rate=sample_rate, driver_names=names, latency_samples=60, upmix={"centre_gain": math.sqrt(0.5)},
+        config=cfg)
+    return fset, fset.save(Path(directory) / "filterset")
+
+
+@pytest.fixture(scope="session")
+def render_set(tmp_path_factory):
+    """:func:`make_render_set` once per session (the render CLI tests' filter set)."""
+    return make_render_set(tmp_path_factory.mktemp("render_set"))

@@ -291,7 +291,12 @@ def test_interrupted_first_save_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_failed_rename_restores_the_old_set(saved, tmp_path, monkeypatch):
+    """The fallback of systems without an atomic exchange (two renames): a failed second rename
+    puts the old set back. (The atomic exchange itself: tests/test_faults.py.)"""
+    import spatialopt.fileio
+
     fs, directory = saved
+    monkeypatch.setattr(spatialopt.fileio, "_exchange", lambda new, target: False)
     real_rename = os.rename
 
     def rename(src, dst):

@@ -10,8 +10,12 @@ Input: any file libsndfile reads (WAV, FLAC, AIFF, OGG…). It is read and conve
 so memory stays bounded whatever the file length (or its header's claim). Documented conversions: a rate other
 than the filter set's is resampled (torchaudio's band-limited resampler); mono is duplicated to
 stereo. Stereo is upmixed to L', R', C (``upmix=auto``); a 3-channel file is taken as L, R, C.
-Anything else, an unreadable file or non-finite samples: one clear error, no output file; so is
-a filter set whose driver count differs from ``drivers=D`` (the outputs the playback expects).
+Anything else, an unreadable file, an empty one, or NaN/Inf samples (the error names channel,
+frame and time of the first): one clear error, no output file; so is a filter set whose driver
+count differs from ``drivers=D`` (the outputs the playback expects). Subnormal samples
+(|x| < 1.2e-38, below −758 dBFS) are read as 0 (they would slow the FFTs several-fold); a
+float64 sample beyond float32's range, or a level so far above full scale that the rendering
+overflows float32, is an error too, never an Inf/NaN file.
 
 Output: D channels, one per driver in the filter set's order, at the filter set's rate; the full
 convolution (input length + T − 1 samples, plus the upmixer's n_fft − 1 when it runs: no tail is
@@ -30,7 +34,10 @@ real ±30° loudspeaker pair through the same head, for A/B listening (:mod:`spa
 A design whose stored config names files (a SOFA listener, measured drivers) is previewed only
 with ``trust_config_paths=true``: paths inside a filter set are not opened otherwise.
 
-Every file is written to a temporary sibling and renamed when complete.
+Every file is written to a temporary sibling and renamed when complete: a full disk, a file too
+large or an unwritable directory is one error naming the output, and a file already at that path
+is left as it was. Temporaries left by a render that was killed (``.OUT.render.PID.tmp.wav``,
+``.OUT.final.PID.tmp.wav``, PID no longer running) are deleted by the next render to that output.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import torch
 
 from spatialopt.cli._common import one_line_errors
 from spatialopt.errors import ConfigError, DataError
+from spatialopt.fileio import os_error_reason, sound_file_errors
 
 KEYS = {
     "input": None, "filterset": None, "output": None, "upmix": "auto", "block_size": "4096",
@@ -53,11 +61,15 @@ KEYS = {
     "binaural": "false", "progress": "true", "drivers": "", "trust_config_paths": "false",
 }
 SUBTYPES = ("FLOAT", "PCM_24", "PCM_16")
+MAX_BLOCK_SIZE = 1 << 20  # samples per renderer call (21.8 s at 48 kHz): beyond it only memory grows
+MAX_GAIN_DB = 200.0  # |gain_db|: ±200 dB covers any level change a WAV can express
 CHUNK_SECONDS = 1.0
 LIMITER_HALF_WIDTH_S = 0.005  # 5 ms look-ahead/hold and release
 RESAMPLE_CONTEXT = 256  # input samples of context each side of a resampled block
 RATE_RANGE_HZ = (1000, 768000)  # input rates accepted
 MAX_RATIO_TERM = 1000  # largest term of the reduced rate ratio (44.1k→48k is 147:160; 11.025k→48k 147:640)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32; below it samples are read as 0
 
 
 def _bool(key: str, value: str) -> bool:
@@ -103,20 +115,24 @@ def parse_args(argv: list[str]) -> dict:
     if subtype not in SUBTYPES:
         raise ConfigError("subtype", opts["subtype"], f"must be one of {', '.join(SUBTYPES)}")
     block = _number("block_size", opts["block_size"], int)
-    if block < 1:
-        raise ConfigError("block_size", block, "must be a positive integer (samples)")
+    if not 1 <= block <= MAX_BLOCK_SIZE:
+        raise ConfigError("block_size", block, f"must be an integer in [1, {MAX_BLOCK_SIZE}] (samples)")
     ceiling = _number("ceiling_db", opts["ceiling_db"])
-    if ceiling > 0:
-        raise ConfigError("ceiling_db", ceiling, "must be <= 0 dBFS")
+    if not -100 <= ceiling <= 0:
+        raise ConfigError("ceiling_db", ceiling, "must be in [-100, 0] dBFS")
+    gain_db = _number("gain_db", opts["gain_db"])
+    if abs(gain_db) > MAX_GAIN_DB:  # (10 ** (gain_db / 20) overflows a float near 6000 dB)
+        raise ConfigError("gain_db", gain_db, f"must be in [-{MAX_GAIN_DB:g}, {MAX_GAIN_DB:g}] dB")
     output = Path(os.path.expanduser(opts["output"]))
     if output.suffix.lower() != ".wav":
         raise ConfigError("output", opts["output"], "must be a .wav file")
     if not output.parent.is_dir():
-        raise ConfigError("output", opts["output"], f"its directory {output.parent} does not exist")
+        what = "is not a directory" if os.path.lexists(output.parent) else "does not exist"
+        raise ConfigError("output", opts["output"], f"its directory {output.parent} {what}")
     return {
         "input": Path(os.path.expanduser(opts["input"])), "filterset": opts["filterset"], "output": output,
         "upmix": upmix, "block_size": block, "device": opts["device"], "subtype": subtype,
-        "gain_db": _number("gain_db", opts["gain_db"]), "limiter": limiter, "ceiling_db": ceiling,
+        "gain_db": gain_db, "limiter": limiter, "ceiling_db": ceiling,
         "binaural": _bool("binaural", opts["binaural"]), "progress": _bool("progress", opts["progress"]),
         "drivers": _drivers(opts["drivers"]),
         "trust_config_paths": _bool("trust_config_paths", opts["trust_config_paths"]),
@@ -140,7 +156,8 @@ class AudioInput:
     rate is resampled with torchaudio's band-limited sinc resampler, block by block with
     :data:`RESAMPLE_CONTEXT` input samples of context on each side, which reproduces the
     whole-signal ``torchaudio.functional.resample`` exactly (the kernel reaches ≈ 6 input samples
-    at ratios up to 40:1). Non-finite samples raise :class:`DataError` naming channel and frame.
+    at ratios up to 40:1). Non-finite samples (and float64 ones beyond float32's range) raise
+    :class:`DataError` naming channel, frame and time; subnormal samples are read as 0.
 
     Args:
         path: the audio file. sample_rate: target rate, Hz. block_seconds: block length.
@@ -188,16 +205,29 @@ class AudioInput:
     def close(self) -> None:
         self._file.close()
 
+    def _where(self, ch: int, k: int) -> str:
+        frame = self._frames_read + int(k)
+        return f"channel {int(ch)}, frame {frame} ({frame / self.rate:.6f} s)"
+
     def _read(self, n: int) -> np.ndarray:
+        double = self._file.subtype == "DOUBLE"  # read as float64 first: values beyond float32 are named, not made Inf
         try:
-            data = self._file.read(n, dtype="float32", always_2d=True)
+            data = self._file.read(n, dtype="float64" if double else "float32", always_2d=True)
         except Exception as exc:
             raise DataError(f"input {self.path}: unreadable audio data near frame {self._frames_read} ({exc})") from None
-        x = np.ascontiguousarray(data.T)
+        x = data.T
         bad = ~np.isfinite(x)
         if bad.any():
-            ch, k = np.argwhere(bad)[0]
-            raise DataError(f"input {self.path}: non-finite sample (NaN/Inf) at channel {ch}, frame {self._frames_read + k}")
+            k, ch = np.argwhere(bad.T)[0]  # the earliest frame (then the lowest channel)
+            raise DataError(f"input {self.path}: non-finite sample ({x[ch, k]}; NaN/Inf are refused) at {self._where(ch, k)}")
+        if double:
+            big = np.abs(x) > FLOAT32_MAX
+            if big.any():
+                k, ch = np.argwhere(big.T)[0]
+                raise DataError(f"input {self.path}: sample {x[ch, k]:.3g} at {self._where(ch, k)} is beyond the "
+                                "float32 range the renderer computes in (±3.4e38)")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x[np.abs(x) < FLOAT32_TINY] = 0.0  # subnormals (< −758 dBFS) → 0: they cost the FFTs up to 6× the time
         self._frames_read += x.shape[1]
         return np.repeat(x, 2, axis=0) if self.file_channels == 1 else x
 
@@ -253,15 +283,46 @@ def _temp_sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.stem}.{tag}.{os.getpid()}.tmp.wav")
 
 
+def _remove_stale_temps(output: Path) -> None:
+    """Delete the temporaries (:func:`_temp_sibling`) of ``output`` and its ``.binaural``/
+    ``.reference`` siblings that renders killed mid-way left behind (their process is gone)."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(output.stem)}(?:\.binaural|\.reference)?\.(?:render|final)\.(\d+)\.tmp\.wav")
+    try:
+        names = os.listdir(output.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or int(match[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+            continue  # still running (or another user's: not ours to delete)
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(output.parent / name)
+        except OSError:
+            pass
+
+
 class _Stream:
     """One renderer writing into a temporary float32 WAV, tracking the peak."""
 
-    def __init__(self, renderer, path: Path, sample_rate: float, skip: int):
+    def __init__(self, renderer, path: Path, sample_rate: float, skip: int, source: Path | None = None):
         import soundfile as sf
 
-        self.renderer, self.path, self.skip = renderer, path, skip
+        self.renderer, self.path, self.skip, self.source = renderer, path, skip, source
         self.tmp = _temp_sibling(path, "render")
-        self.file = sf.SoundFile(str(self.tmp), "w", int(sample_rate), renderer.n_drivers, "FLOAT")
+        try:
+            self.file = sf.SoundFile(str(self.tmp), "w", int(sample_rate), renderer.n_drivers, "FLOAT")
+        except Exception:
+            self.tmp.unlink(missing_ok=True)  # created before its header failed (a full disk)
+            raise
         self.peak = 0.0
         self.frames = 0
 
@@ -271,7 +332,12 @@ class _Stream:
             cut = min(self.skip, y.shape[1])
             y, self.skip = y[:, cut:], self.skip - cut
         if y.shape[1]:
-            self.peak = max(self.peak, float(np.abs(y).max()))
+            peak = float(np.abs(y).max())
+            if not math.isfinite(peak):  # float32 overflow (finite input far above full scale): never write it
+                k = self.frames + int(np.argwhere(~np.isfinite(y.T))[0][0])
+                raise DataError(f"input {self.source}: rendering it overflows float32 ({self.path.name}, output frame {k}, "
+                                f"{k / self.file.samplerate:.6f} s): its level is far beyond full scale (±1); scale it down")
+            self.peak = max(self.peak, peak)
             self.file.write(y.T)
             self.frames += y.shape[1]
 
@@ -356,8 +422,12 @@ def render_file(opts: dict, log=print) -> list[str]:
         raise DataError(f"filter set {opts['filterset']} feeds {fset.n_drivers} drivers ({', '.join(fset.driver_names)}), "
                         f"but drivers={opts['drivers']} output channels were requested")
     audio = AudioInput(opts["input"], fset.sample_rate)
+    _remove_stale_temps(opts["output"])
     try:
-        return _render_stream(audio, fset, opts, log)
+        with sound_file_errors(opts["output"]):  # libsndfile's "System error." → the OSError behind it
+            return _render_stream(audio, fset, opts, log)
+    except OSError as exc:  # disk full, file too large, an unwritable directory
+        raise DataError(f"cannot write {opts['output']}: {os_error_reason(exc)}") from None
     finally:
         audio.close()
 
@@ -383,7 +453,7 @@ def _render_stream(audio: AudioInput, fset, opts: dict, log) -> list[str]:
     # The full convolution (T − 1 samples of tail) plus, with the upmix, its frames' spread past
     # the input's end (as long as its look-ahead), after that look-ahead is removed.
     tail = fset.n_taps - 1 + 2 * skip
-    streams = [_Stream(renderer, opts["output"], fset.sample_rate, skip)]
+    streams = [_Stream(renderer, opts["output"], fset.sample_rate, skip, opts["input"])]
     try:
         if opts["binaural"]:
             from spatialopt.preview import binaural_filters
@@ -394,7 +464,8 @@ def _render_stream(audio: AudioInput, fset, opts: dict, log) -> list[str]:
                 view = SimpleNamespace(fir=fir.to(torch.float32), sample_rate=fset.sample_rate, upmix=fset.upmix,
                                        latency_samples=fset.latency_samples)
                 r = Renderer(view, block_size=opts["block_size"], device=device, upmix=up)
-                streams.append(_Stream(r, path, fset.sample_rate, r.latency_samples - fset.latency_samples))
+                streams.append(_Stream(r, path, fset.sample_rate, r.latency_samples - fset.latency_samples,
+                                       opts["input"]))
             tail = max(tail, filters.system.shape[-1] - 1 + 2 * skip, filters.reference.shape[-1] - 1)
 
         def feed(block: np.ndarray) -> None:
@@ -423,11 +494,19 @@ def _render_stream(audio: AudioInput, fset, opts: dict, log) -> list[str]:
                 bar.update(n)
         for s in streams:
             s.close()
+        for s in streams:  # before any file is finished: all or nothing
+            peak_db = 20 * math.log10(s.peak) + opts["gain_db"] if s.peak > 0 else -math.inf
+            if opts["subtype"] == "FLOAT" and peak_db > 20 * math.log10(FLOAT32_MAX):
+                raise DataError(f"gain_db={opts['gain_db']:g} takes the peak of {s.path.name} to {peak_db:+.1f} dBFS, "
+                                "beyond a float WAV's range; lower gain_db")
         lines = audio.notes + [_finish(s, opts, tag) for s, tag in zip(streams, ("drivers", "binaural", "reference"))]
     finally:
         for s in streams:
-            if not s.file.closed:
-                s.file.close()
+            try:
+                if not s.file.closed:  # only after an error; on a full disk closing fails too
+                    s.file.close()
+            except Exception:  # noqa: BLE001 - the first error is the one reported
+                pass
             if s.tmp.exists():
                 s.tmp.unlink()
     for line in lines:

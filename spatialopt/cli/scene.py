@@ -18,6 +18,7 @@ from spatialopt.cli._common import CONF_DIR, one_line_errors, output_path, run_d
 @one_line_errors("spatialopt-scene")
 def run(cfg: DictConfig) -> None:
     from spatialopt.config import scene_from_config
+    from spatialopt.fileio import atomic_write_text
 
     plain = to_plain(cfg)
     start = time.perf_counter()
@@ -26,7 +27,7 @@ def run(cfg: DictConfig) -> None:
     out = output_path(plain.get("out") or "scene.npz")
     scene.save_npz(out)
     summary = scene.summary() + f"\n  built in {elapsed:.2f} s"
-    (run_dir() / "summary.txt").write_text(summary + "\n")
+    atomic_write_text(run_dir() / "summary.txt", summary + "\n")
     print(summary)
     print(f"scene written to {out}")
     if plain.get("plots", True):

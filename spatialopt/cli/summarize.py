@@ -237,12 +237,14 @@ def summarize(root, sort: str = DEFAULT_SORT, descending: bool = True, out_prefi
         writer.writerow([rel(row["run"]), " ".join(row["overrides"]), *(_csv_cell(v) for v in values(row))])
     csv_text = buf.getvalue()
 
-    from spatialopt.fileio import atomic_write_text
+    from spatialopt.fileio import atomic_path
 
     prefix = Path(out_prefix) if out_prefix is not None else root / "summary"
-    try:
-        atomic_write_text(prefix.with_name(prefix.name + ".md"), markdown)
-        atomic_write_text(prefix.with_name(prefix.name + ".csv"), csv_text)
+    try:  # both temporaries are written before either is renamed: a full disk changes neither file
+        with atomic_path(prefix.with_name(prefix.name + ".md")) as md_tmp, \
+                atomic_path(prefix.with_name(prefix.name + ".csv")) as csv_tmp:
+            md_tmp.write_text(markdown, encoding="utf-8")
+            csv_tmp.write_text(csv_text, encoding="utf-8")
     except OSError as exc:
         raise SummaryError(f"--out {prefix}: cannot write ({_one_line(exc)})") from None
     return markdown, csv_text, rows

@@ -145,6 +145,9 @@ def test_binaural_preview_reference_pair_has_the_head_ild(saved_set, tmp_path):
     ("bad_subtype", "subtype"),
     ("stereo_no_upmix", "2 channels"),
     ("driver_count", "feeds 5 drivers"),
+    ("huge_gain", "gain_db=7000.0: must be in [-200, 200] dB"),
+    ("huge_block", "block_size=1000000000000: must be an integer in [1, 1048576]"),
+    ("ceiling", "ceiling_db=-1000.0: must be in [-100, 0] dBFS"),
 ])
 def test_bad_input_one_line_no_output(saved_set, tmp_path, capsys, setup, message):
     _, path = saved_set
@@ -164,6 +167,9 @@ def test_bad_input_one_line_no_output(saved_set, tmp_path, capsys, setup, messag
         argv.append("subtype=MP3")
     if setup == "driver_count":
         argv.append("drivers=4")
+    extra = {"huge_gain": "gain_db=7000", "huge_block": "block_size=1000000000000", "ceiling": "ceiling_db=-1000"}
+    if setup in extra:
+        argv.append(extra[setup])
     if setup == "stereo_no_upmix":
         _write(inp, np.zeros((2, 100)))
         argv.append("upmix=false")
