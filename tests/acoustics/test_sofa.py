@@ -286,6 +286,7 @@ def _zero_ir():
 
 
 BAD_FILES = {
+    "empty": lambda p: p.write_bytes(b""),
     "not_hdf5": lambda p: p.write_text("SOFA? no, just text\n"),
     "truncated": lambda p: (_writer()(p), p.write_bytes(p.read_bytes()[:1200])),
     "wrong_convention": _writer(**{"@SOFAConventions": "SimpleFreeFieldHRTF"}),
