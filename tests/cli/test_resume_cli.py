@@ -33,13 +33,20 @@ if "eval_every" in (CONF / "optim" / "adam.yaml").read_text():  # TensorBoard mo
     ARGS += ["optim.eval_every=0", "optim.image_every=0", "optim.audio_seconds=0"]
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A test session started in the
+    background of a non-interactive shell (``make test &``, some CI runners) inherits SIGINT
+    *ignored*, and Python keeps an inherited SIG_IGN instead of raising KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     """The run as a subprocess; its stdout/stderr go to files beside the run directory (a pipe
     nobody reads while we poll could fill up and block it)."""
     logs = run_dir.parent / f"{run_dir.name}-{time.monotonic_ns()}"
     with open(f"{logs}.out", "w") as out, open(f"{logs}.err", "w") as err:
         proc = subprocess.Popen([str(BIN / "spatialopt-optimize"), *ARGS, f"hydra.run.dir={run_dir}", *extra],
-                                stdout=out, stderr=err, text=True, env=ENV)
+                                stdout=out, stderr=err, text=True, env=ENV, preexec_fn=_default_sigint)
     proc.logs = logs
     return proc
 
