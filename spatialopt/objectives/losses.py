@@ -27,6 +27,7 @@ __all__ = [
     "cancellation_loss",
     "binaural_loss",
     "tonal_loss",
+    "tonal_band_hz",
     "third_octave_matrix",
     "beam_loss",
     "effort_loss",
@@ -134,6 +135,19 @@ def third_octave_matrix(freqs: Tensor, low_hz: float = 100.0, high_hz: float = 1
         if bool(sel.any()):
             rows.append(sel.to(freqs.dtype) / sel.sum())
     return torch.stack(rows)
+
+
+TONAL_BAND_HZ = (100.0, 16000.0)
+"""Widest band of the tonal loss (Hz); narrowed to where the device plays by :func:`tonal_band_hz`."""
+
+
+def tonal_band_hz(bottom_hz: float, top_hz: float = math.inf) -> tuple[float, float]:
+    """Band of the tonal loss: :data:`TONAL_BAND_HZ` inside what the device can play — from a
+    third of an octave above the lowest driver's lower band edge ``bottom_hz`` (clear of its
+    crossover slope) to the top band edge ``top_hz``. Flatness asked for below every driver's
+    band fights the crossover ceilings: on ``soundbar_4`` (all drivers from 150 Hz) it kept the
+    outer drivers' feeds 40–45 dB over their LR8 ceiling at 75 Hz. Returns (low, high) Hz."""
+    return max(TONAL_BAND_HZ[0], float(bottom_hz) * 2 ** (1 / 3)), min(TONAL_BAND_HZ[1], float(top_hz))
 
 
 def tonal_loss(H: Tensor, W: Tensor, smoothing: Tensor, nominal_index: int) -> Tensor:
@@ -266,7 +280,7 @@ def crossover_spec(driver_bands: Tensor, order: int, floor_db: float, n_taps: in
 
     Returns:
         ``{"n_fft": N, "ceiling_db": (N/2 + 1, D) float64, "inside": (N/2 + 1, D) bool,
-        "top_hz": highest band edge of any driver}`` on ``rfftfreq(N, 1/fs)``, N = oversample·T
+        "top_hz": highest band edge of any driver, "bottom_hz": lowest band edge of any driver}`` on ``rfftfreq(N, 1/fs)``, N = oversample·T
         rounded up to a power of two.
     """
     from spatialopt.design.baselines import crossover_ceiling_db
@@ -276,7 +290,8 @@ def crossover_spec(driver_bands: Tensor, order: int, floor_db: float, n_taps: in
     ceiling = crossover_ceiling_db(freqs, driver_bands, order, floor_db, min_edge_hz=2.0 * sample_rate / n_taps)
     bands = torch.as_tensor(driver_bands, dtype=torch.float64).cpu()
     inside = (freqs[:, None] >= bands[:, 0]) & (freqs[:, None] <= bands[:, 1])
-    return {"n_fft": n_fft, "ceiling_db": ceiling, "inside": inside, "top_hz": float(bands[:, 1].max())}
+    return {"n_fft": n_fft, "ceiling_db": ceiling, "inside": inside, "top_hz": float(bands[:, 1].max()),
+            "bottom_hz": float(bands[:, 0].min())}
 
 
 def compactness_loss(ctc_taps: Tensor, main_delay: int, pre_ring: int, post_ring: int) -> Tensor:
@@ -345,7 +360,8 @@ class SystemLoss:
         self.beam_delay_s = (ctc_delay if beam_delay is None else beam_delay) / sample_rate
         self.sample_rate = sample_rate
         self.target = target_curve_db(scene.freqs, cfg.ctc_target_db, cfg.ctc_band_hz, cfg.ctc_taper_octaves)
-        self.smoothing = third_octave_matrix(scene.freqs)
+        self.tonal_band_hz = tonal_band_hz(crossover.get("bottom_hz", 0.0), crossover.get("top_hz", math.inf))
+        self.smoothing = third_octave_matrix(scene.freqs, *self.tonal_band_hz)
         self.g_look = scene.G_ring[:, int(torch.argmin(scene.ring_az.abs()))]
         nominal = torch.zeros_like(scene.point_weights)
         nominal[scene.nominal_index] = 1.0

@@ -320,3 +320,21 @@ def test_drr_loss_by_hand():
     assert float(drr_loss(direct + reverb, direct, B, freqs, w, (800.0, 4000.0), 6.0)) == 0.0
     value = drr_loss(direct + reverb, direct, B, freqs, w, (800.0, 4000.0), 10.0)
     torch.testing.assert_close(value, torch.tensor((10.0 - 20 * math.log10(2.0)) ** 2, dtype=torch.float64))
+
+
+def test_tonal_band_follows_what_the_device_plays():
+    """The tonal loss asks for flatness only where some driver plays: from ⅓ octave above the
+    lowest lower band edge (never below 100 Hz) to the top band edge (never above 16 kHz)."""
+    from spatialopt.objectives.losses import tonal_band_hz
+
+    woofer_device = torch.tensor([[2000.0, 20000.0], [200.0, 10000.0], [40.0, 500.0]])
+    spec = L.crossover_spec(woofer_device, 8, -50.0, 256, 48000.0)
+    assert (spec["bottom_hz"], spec["top_hz"]) == (40.0, 20000.0)
+    assert tonal_band_hz(spec["bottom_hz"], spec["top_hz"]) == (100.0, 16000.0)
+    soundbar = torch.tensor([[150.0, 20000.0]] * 4)
+    low, high = tonal_band_hz(float(soundbar[:, 0].min()), 12000.0)
+    assert low == pytest.approx(150.0 * 2 ** (1 / 3), rel=1e-12) and high == 12000.0
+    f = torch.linspace(0, 24000, 1025, dtype=torch.float64)
+    rows = L.third_octave_matrix(f, low, high)
+    used = f[(rows > 0).any(0)]
+    assert float(used.min()) >= 150.0 * 2 ** (1 / 3) * 2 ** (-1 / 6) * 0.99  # no band reaches under the drivers
