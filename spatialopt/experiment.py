@@ -72,6 +72,7 @@ def _check_numbers(obj, group: str, ranges: dict) -> None:
                               f"must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]{' ' + unit if unit else ''}")
 
 
+SYMMETRY_MODES = ("none", "mirror", "auto")  # system.symmetry (spatialopt/design/symmetry.py)
 DESIGN_RANGES = {  # system.* besides the tap counts: (lo, hi, lo excluded, unit)
     "modelling_delay_ms": (0.0, 1000.0, False, "ms"),
     "ctc_beta_inside": (0.0, 1e6, True, ""),
@@ -101,6 +102,27 @@ UPMIX_MAX = {"centre_gain": 10.0, "smoothing_ms": 10_000.0, "panning_rejection":
 MAX_CROSSOVER_ORDER = 64
 
 
+def _apply_symmetry(system, scene, mode: str, log=print) -> None:
+    """``system.symmetry``: enforce the scene's left–right mirror symmetry on the system's filters
+    (``mirror``: the scene must have one; ``auto``: when it has one)."""
+    if mode == "none":
+        return
+    from spatialopt.design.symmetry import mirror_permutation
+
+    perm = mirror_permutation(scene)
+    if perm is None:
+        if mode == "mirror":
+            raise ConfigError("system.symmetry", mode, "the scene (device, listener, zone, room) is not left–right "
+                              "mirror-symmetric; use auto or none")
+        log("symmetry: the scene is not mirror-symmetric; every filter stays free")
+        return
+    system.set_mirror(perm)
+    names = scene.driver_names
+    pairs = [f"{names[d]}↔{names[m]}" for d, m in enumerate(perm) if d < m]
+    on_plane = [names[d] for d, m in enumerate(perm) if d == m]
+    log(f"symmetry: mirror (pairs: {', '.join(pairs) or 'none'}; on the plane: {', '.join(on_plane) or 'none'})")
+
+
 def parse_configs(cfg: Mapping, n_drivers: int, sample_rate: float):
     """Typed, validated system/design/loss/optim configs from the plain config mapping."""
     sys_cfg = cfg.get("system")
@@ -112,6 +134,8 @@ def parse_configs(cfg: Mapping, n_drivers: int, sample_rate: float):
     design = _dataclass_from(DesignConfig, sys_cfg, "system")  # unknown keys first: a typo is named as such
     shape.validate()
     _check_numbers(design, "system", DESIGN_RANGES)
+    if not isinstance(design.symmetry, str) or design.symmetry not in SYMMETRY_MODES:
+        raise ConfigError("system.symmetry", design.symmetry, f"must be one of {', '.join(SYMMETRY_MODES)}")
     if design.modelling_delay_ms * sample_rate / 1000 >= shape.ctc_taps:
         raise ConfigError("system.modelling_delay_ms", design.modelling_delay_ms, "must leave room inside ctc_taps")
     lo, hi = design.ctc_band_hz
@@ -298,6 +322,7 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
         save_scene_plots(scene, run_dir)
     n_fft = int((cfg.get("scene") or {}).get("n_fft", 1024))
     system, info = initialize_system(scene, shape, design, n_fft)
+    _apply_symmetry(system, scene, design.symmetry, log)
     baseline_firs = {name: baseline_composite(info["baselines"], system, ctc, beam) for name, (ctc, beam) in BASELINES.items()}
     system = system.to(device=device, dtype=dtype)
     crossover = crossover_spec(scene.driver_bands, loss_cfg.crossover_order, loss_cfg.crossover_floor_db, shape.n_taps, fs)

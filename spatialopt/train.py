@@ -266,7 +266,7 @@ class Trainer:
     def evaluate(self) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Loss, its terms, and the responses at the current parameters."""
         responses = self.system.responses(self.loss.scene.freqs)
-        terms = self.loss.terms(responses, self.system.ctc)
+        terms = self.loss.terms(responses, responses["ctc_taps"])
         return self.loss.total(terms), terms, responses
 
     def _closure(self):

@@ -40,6 +40,9 @@ class DesignConfig:
         zone_contra_weight: weight of the crosstalk terms in the zone design (κ).
         beam_beta: relative LS-beamformer regularisation. beam_wng_min_db: WNG floor of the init.
         crossover_octaves: width of the crossover ramps inside each driver's band.
+        symmetry: "none" (every filter free), "mirror" (left–right mirror-symmetric filters:
+            the scene must be symmetric, :mod:`spatialopt.design.symmetry`) or "auto" (mirror
+            when the scene is symmetric, else none).
     """
 
     modelling_delay_ms: float = 2.5
@@ -50,6 +53,7 @@ class DesignConfig:
     beam_beta: float = 1e-3
     beam_wng_min_db: float = -6.0
     crossover_octaves: float = 1.0 / 3.0
+    symmetry: str = "none"
 
 
 def realize_fir(response: Tensor, n_taps: int, n_fft: int) -> Tensor:

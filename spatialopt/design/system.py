@@ -123,7 +123,20 @@ class SpatialSystem(nn.Module):
         self.ctc = nn.Parameter(torch.zeros(2, d, shape.ctc_taps))
         self.beam = nn.Parameter(torch.zeros(d, shape.beam_taps))
         self.virtualizer = Virtualizer(sample_rate, shape.virtualizer_taps, shape.allpass_sections)
+        self.mirror: list[int] | None = None
         self.set_delays(lr_delay, c_delay)
+
+    def set_mirror(self, perm: list[int] | None) -> None:
+        """Enforce left–right mirror symmetry with the driver permutation ``perm``
+        (:func:`~spatialopt.design.symmetry.mirror_permutation`), or lift it (None). The
+        parameters keep their shapes; :meth:`stages` projects them onto the symmetric ones, so
+        the gradient reaches both halves alike and every exported stage is exactly symmetric."""
+        if perm is not None:
+            d = self.shape.n_drivers
+            if sorted(perm) != list(range(d)) or any(perm[perm[i]] != i for i in range(d)):
+                raise ValueError(f"mirror permutation {perm} is not an involution of {d} drivers")
+            perm = [int(i) for i in perm]
+        self.mirror = perm
 
     def set_delays(self, lr_delay: int, c_delay: int) -> None:
         """Set the alignment delays (samples, >= 0); both paths must still fit in ``n_taps``."""
@@ -138,8 +151,14 @@ class SpatialSystem(nn.Module):
         self.lr_delay, self.c_delay = int(lr_delay), int(c_delay)
 
     def stages(self) -> dict[str, Tensor]:
-        """FIR stages: ``ctc`` (2, D, T_ctc), ``virtualizer`` (2, T_v), ``beam`` (D, T_beam)."""
-        return {"ctc": self.ctc, "virtualizer": self.virtualizer.taps().to(self.ctc.dtype), "beam": self.beam}
+        """FIR stages: ``ctc`` (2, D, T_ctc), ``virtualizer`` (2, T_v), ``beam`` (D, T_beam)
+        (mirror-symmetric projections of the parameters when :meth:`set_mirror` is set)."""
+        ctc, beam = self.ctc, self.beam
+        if self.mirror is not None:
+            from spatialopt.design.symmetry import mirror_beam, mirror_ctc
+
+            ctc, beam = mirror_ctc(ctc, self.mirror), mirror_beam(beam, self.mirror)
+        return {"ctc": ctc, "virtualizer": self.virtualizer.taps().to(self.ctc.dtype), "beam": beam}
 
     def composite(self) -> Tensor:
         """(3, D, n_taps) composite FIR, channels (L, R, C)."""
@@ -155,6 +174,7 @@ class SpatialSystem(nn.Module):
         Returns:
             ``W`` (F, D, 3) composite; ``C`` (F, D, 2) CTC stage (C_l, C_r); ``B`` (F, D) beam;
             ``AX`` (F, 2) virtualizer (A, X). Complex, dtype following the parameters.
+            Also the taps: ``fir`` (3, D, n_taps) composite, ``ctc_taps`` (2, D, T_ctc).
         """
         st = self.stages()
         fir = compose_fir(st["ctc"], st["virtualizer"], st["beam"], self.lr_delay, self.c_delay, self.shape.n_taps)
@@ -162,4 +182,4 @@ class SpatialSystem(nn.Module):
         c = fir_response(st["ctc"], freqs, self.sample_rate)  # (2, D, F)
         b = fir_response(st["beam"], freqs, self.sample_rate)  # (D, F)
         ax = fir_response(st["virtualizer"], freqs, self.sample_rate)  # (2, F)
-        return {"W": w.permute(2, 1, 0), "C": c.permute(2, 1, 0), "B": b.T, "AX": ax.T, "fir": fir}
+        return {"W": w.permute(2, 1, 0), "C": c.permute(2, 1, 0), "B": b.T, "AX": ax.T, "fir": fir, "ctc_taps": st["ctc"]}
