@@ -419,6 +419,8 @@ REPORT_ROWS = [
     ("excess over an LR8 crossover, worst bin (dB)", ("effort", "crossover_excess_db"), "≤ 0"),
     ("path skew C vs L/R (ms)", ("align", "path_skew_ms"), "≤ 0.1"),
     ("direct-to-reverberant ratio, C (dB)", ("room", "drr_db"), ""),
+    ("CTC separation 1.5–8 kHz, direct + 5 ms, sweet spot (dB)", ("room", "early", "separation_db", "sweet_mean"), ""),
+    ("CTC separation 1.5–8 kHz, direct + 5 ms, zone p10 (dB)", ("room", "early", "separation_db", "zone_p10"), ""),
 ]
 
 
