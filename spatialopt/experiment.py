@@ -162,6 +162,8 @@ def parse_configs(cfg: Mapping, n_drivers: int, sample_rate: float):
     if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_CROSSOVER_ORDER or order % 2:
         raise ConfigError("loss.crossover_order", order,
                           f"must be an even integer in [2, {MAX_CROSSOVER_ORDER}] (Linkwitz–Riley order)")
+    if not isinstance(loss.room_ears, str) or loss.room_ears not in ("direct", "full"):
+        raise ConfigError("loss.room_ears", loss.room_ears, "must be direct or full")
     _check_numbers(loss, "loss", LOSS_RANGES)
     for key in ("ctc_band_hz", "beam_band_hz"):
         lo, hi = getattr(loss, key)
@@ -321,14 +323,19 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
 
         save_scene_plots(scene, run_dir)
     n_fft = int((cfg.get("scene") or {}).get("n_fft", 1024))
-    system, info = initialize_system(scene, shape, design, n_fft)
+    has_room = (cfg.get("room") or {}).get("type", "free") != "free"
+    free_scene = scene_from_config(free_field_config(cfg)) if has_room else None
+    h_direct = None if free_scene is None else free_scene.H
+    # With loss.room_ears=direct the ear terms see the direct sound: the closed-form start (and the
+    # baselines, and the virtualizer's fit to the real pair) are designed on it too.
+    design_scene = free_scene if free_scene is not None and loss_cfg.room_ears == "direct" else scene
+    system, info = initialize_system(design_scene, shape, design, n_fft)
     _apply_symmetry(system, scene, design.symmetry, log)
     baseline_firs = {name: baseline_composite(info["baselines"], system, ctc, beam) for name, (ctc, beam) in BASELINES.items()}
     system = system.to(device=device, dtype=dtype)
     crossover = crossover_spec(scene.driver_bands, loss_cfg.crossover_order, loss_cfg.crossover_floor_db, shape.n_taps, fs)
-    has_room = (cfg.get("room") or {}).get("type", "free") != "free"
-    h_direct = scene_from_config(free_field_config(cfg)).H if has_room else None
-    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct), crossover, info["ctc_delay"], fs,
+    loss = SystemLoss(loss_cfg, SceneTensors(scene, device, dtype, h_direct, None if free_scene is None else free_scene.H_ref),
+                      crossover, info["ctc_delay"], fs,
                       beam_delay=info["ctc_delay"])
     from spatialopt.monitor import RunMonitor  # TensorBoard eval metrics, figures, audio, hparams
 

@@ -106,14 +106,18 @@ class SceneTensors:
 
     KEYS = ("freqs", "H", "H_ref", "G_ring", "ring_az", "point_weights")
 
-    def __init__(self, scene, device: torch.device, dtype: torch.dtype, H_direct=None):
+    def __init__(self, scene, device: torch.device, dtype: torch.dtype, H_direct=None, H_ref_direct=None):
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         for key in self.KEYS:
             value = getattr(scene, key)
             setattr(self, key, value.to(device=device, dtype=complex_dtype if value.is_complex() else dtype))
         self.nominal_index = scene.nominal_index
-        # Free-field (direct-path) ear transfer, only when the scene has a room (DRR term).
+        # Free-field (direct-path) ear transfer of the drivers and of the ±30° pair, only when the
+        # scene has a room (the DRR term; the ear terms with loss.room_ears=direct).
         self.H_direct = None if H_direct is None else H_direct.to(device=device, dtype=complex_dtype)
+        self.H_ref_direct = None if H_ref_direct is None else H_ref_direct.to(device=device, dtype=complex_dtype)
+        if (self.H_direct is None) != (self.H_ref_direct is None):
+            raise ValueError("H_direct and H_ref_direct go together (both from the free-field scene)")
 
 
 def _atomic_torch_save(obj, path: Path) -> None:

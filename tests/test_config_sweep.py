@@ -139,6 +139,7 @@ SPECS: list[tuple[str, list]] = [
     (r"system\.beam_wng_min_db", _number()),
     (r"system\.crossover_octaves", _number(0, 10, zero_ok=False)),
     (r"system\.symmetry", _enum("mirrored", "MIRROR", "left")),
+    (r"loss\.room_ears", _enum("early", "DIRECT", 1)),
     # loss
     (r"loss\.weights\.\w+", _number(0, 1e6)),
     (r"loss\.(ctc_band_hz|beam_band_hz)", BAND),

@@ -279,6 +279,41 @@ def test_system_loss_terms_finite_for_initialised_system(scene):
     assert all(p.grad is not None and bool(p.grad.isfinite().all()) for p in system.parameters())
 
 
+def test_room_ears_direct_equals_the_free_field_ear_terms():
+    """In a room, loss.room_ears=direct computes the ear terms (cancellation, binaural, tonal,
+    level) on the free-field paths — exactly the free-field scene's terms — while the beam and
+    DRR terms keep the room; room_ears=full uses the room response (different values)."""
+    cfg_room = make_config(zone="point", room="living_room", n_fft=256)
+    cfg_room["room"]["max_order"] = 1
+    free_cfg = make_config(zone="point", n_fft=256)
+    room, free = scene_from_config(cfg_room), scene_from_config(free_cfg)
+    shape = SystemShape(n_drivers=5, n_taps=512, ctc_taps=256, beam_taps=256, virtualizer_taps=128)
+    system, info = initialize_system(free, shape, DesignConfig(), 256)
+    system = system.double()
+    cpu = torch.device("cpu")
+
+    def terms(scene, tensors, room_ears):
+        cfg = L.LossConfig(room_ears=room_ears)
+        crossover = L.crossover_spec(scene.driver_bands, cfg.crossover_order, cfg.crossover_floor_db, shape.n_taps,
+                                     scene.sample_rate)
+        loss = L.SystemLoss(cfg, tensors, crossover, info["ctc_delay"], scene.sample_rate)
+        with torch.no_grad():
+            return {k: float(v) for k, v in loss.terms(system.responses(scene.freqs), system.ctc).items()}
+
+    in_room = SceneTensors(room, cpu, F64, free.H, free.H_ref)
+    direct, full = terms(room, in_room, "direct"), terms(room, in_room, "full")
+    reference = terms(free, SceneTensors(free, cpu, F64), "direct")
+    ears = ("cancellation", "binaural", "tonal", "level")
+    for name in ears:
+        assert direct[name] == pytest.approx(reference[name], rel=1e-12), name
+        assert abs(full[name] - reference[name]) > 1e-3 * abs(reference[name]), name  # the room does change them
+    for name in ("beam", "beam_axis", "effort", "band", "drr"):
+        assert direct[name] == pytest.approx(full[name], rel=1e-12), name
+    assert "drr" in direct and "drr" not in reference
+    with pytest.raises(ValueError, match="go together"):
+        SceneTensors(room, cpu, F64, free.H)
+
+
 # --------------------------------------------------------------------------------------- gradients
 
 
