@@ -530,14 +530,15 @@ def _scene_bytes(n_fft: int, zone: Zone, device: Device, ring_count: int, sphere
     return 16 * elements
 
 
-def scene_from_config(cfg: Mapping) -> Scene:
+def scene_from_config(cfg: Mapping, zone_key: str = "zone") -> Scene:
     """Build the whole scene from the resolved top-level config mapping (validated first by
-    :func:`check_scene_config`).
+    :func:`check_scene_config`; ``zone_key`` names the zone in its messages, e.g.
+    ``evaluation.zone`` for the held-out zone placed under ``zone``).
 
     Keys used: ``fs``, ``scene.{n_fft, speed_of_sound, ring_count, sphere_order, reference_distance}``,
     ``device``, ``listener``, ``zone``, ``room`` (DESIGN.md §8).
     """
-    p = check_scene_config(cfg)
+    p = check_scene_config(cfg, zone_key=zone_key)
     scene = build_scene(p.device, p.listener, p.zone, p.room, p.fs, p.n_fft, p.speed_of_sound, p.ring_count,
                         p.sphere_order, p.reference_distance)
     scene.info["device"] = cfg["device"].get("name", "device")

@@ -225,16 +225,11 @@ def _log_metrics(run_dir: Path, metrics: dict, step: int) -> None:
     """Every numeric evaluation metric of every design as a TensorBoard scalar (``metrics/<design>/...``)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    def flat(prefix: str, value):
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                yield from flat(f"{prefix}/{key}", sub)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            yield prefix, float(value)
+    from spatialopt.monitor import flatten_metrics
 
     writer = SummaryWriter(str(run_dir / "tb"))
     try:
-        for name, value in flat("metrics", metrics):
+        for name, value in flatten_metrics("metrics", metrics):
             writer.add_scalar(name, value, step)
     finally:
         writer.close()
@@ -389,12 +384,13 @@ def run_experiment(cfg: Mapping, run_dir: Path, progress: bool = True, log=print
     export_dir = run_dir / str((cfg.get("export") or {}).get("dir", "filterset"))
     filterset.save(export_dir)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))
-    # The design figures of the exported state (report.md's figures/*.png) are drawn with the monitor's last images.
-    monitor.finish(trainer.step, fir, stages["ctc"], stages, filterset.delays, metrics,
-                   figures_dir=run_dir / "figures" if cfg.get("plots", True) else None)
-    log(f"TensorBoard evaluation metrics, figures, audio and hparams took {monitor.elapsed_s:.1f} s")
-    atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))  # now with figures/
+    try:
+        # The design figures of the exported state (report.md's figures/*.png) are drawn with the monitor's last images.
+        monitor.finish(trainer.step, fir, stages["ctc"], stages, filterset.delays, metrics,
+                       figures_dir=run_dir / "figures" if cfg.get("plots", True) else None)
+        log(f"TensorBoard evaluation metrics, figures, audio and hparams took {monitor.elapsed_s:.1f} s")
+    finally:  # the report, with whatever figures exist, even if the monitoring failed
+        atomic_write_text(run_dir / "report.md", render_report(metrics, cfg, info, run_dir, export_dir))
     # Preset analyses (spatialopt/analysis.py): figures and analysis.json in the run directory, appended to report.md.
     analysis_md = run_analyses(cfg, run_dir, scene=scene, eval_scene=eval_scene, filterset=filterset, system=system, info=info,
                                baseline_firs=baseline_firs, metrics=metrics, log=log)

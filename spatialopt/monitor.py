@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from spatialopt.plots import DESIGN_FIGURES
+from spatialopt.train import LazySummaryWriter
 
 __all__ = ["RunMonitor", "synthetic_mix", "stereo_audio_summary", "run_hparams", "flatten_metrics", "HPARAM_METRICS",
            "NOT_HPARAMS", "IMAGE_TAGS", "AUDIO_TAGS"]
@@ -261,7 +262,7 @@ def run_hparams(cfg: Mapping, overrides: list[str] | None = None) -> dict:
 # the monitor
 
 
-class RunMonitor:
+class RunMonitor(LazySummaryWriter):
     """TensorBoard evaluation metrics, figures, audio and hparams of one run (module docstring).
 
     Args:
@@ -295,23 +296,8 @@ class RunMonitor:
         self._before: tuple | None = None  # (step, fir, stages, delays) of the initial state
         self._logged: dict[str, set] = {"eval": set(), "images": set()}  # steps already logged
         self._mix: tuple[Tensor, Tensor] | None = None
-        self._writer = None
 
-    # -- plumbing ------------------------------------------------------------------------------
-    @property
-    def writer(self):
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.tb_dir))
-        return self._writer
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-            self._writer = None
-
+    # -- plumbing (the writer: LazySummaryWriter) -----------------------------------------------
     def _timed(self, func, *args):
         start = time.perf_counter()
         try:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from spatialopt.fileio import atomic_path
 
-__all__ = ["OptimConfig", "SceneTensors", "Trainer", "resolve_device"]
+__all__ = ["OptimConfig", "SceneTensors", "Trainer", "LazySummaryWriter", "resolve_device"]
 
 
 MAX_STEPS = 10_000_000
@@ -130,7 +130,29 @@ def _atomic_torch_save(obj, path: Path) -> None:
         fh.write(buf.getbuffer())
 
 
-class Trainer:
+class LazySummaryWriter:
+    """A TensorBoard ``SummaryWriter`` on ``self.tb_dir``, opened on first use (a run that logs
+    nothing writes no event file); :meth:`close` flushes and closes it (it reopens if used again)."""
+
+    tb_dir: Path
+    _writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.tb_dir))
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+
+class Trainer(LazySummaryWriter):
     """Runs the optimisation of ``system`` under ``loss`` (a :class:`~spatialopt.objectives.losses.SystemLoss`).
 
     Args:
@@ -166,22 +188,7 @@ class Trainer:
         self.stopped_reason: str | None = None
         self.best = (math.inf, None)
         self.lr_scale = 1.0  # halved after each rejected (non-finite) step
-        self._writer = None
-
-    # -- logging ---------------------------------------------------------------------------
-    @property
-    def writer(self):
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.run_dir / "tb"))
-        return self._writer
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-            self._writer = None
+        self.tb_dir = self.run_dir / "tb"
 
     # -- checkpoints -------------------------------------------------------------------------
     @property

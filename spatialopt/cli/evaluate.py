@@ -54,7 +54,7 @@ def _compose(stored: dict, overrides: list[str]) -> dict:
 
 
 def evaluate(argv: list[str]) -> dict:
-    from spatialopt.config import check_scene_config, scene_from_config
+    from spatialopt.config import scene_from_config
     from spatialopt.experiment import free_field_config, evaluate_filterset, evaluation_config
     from spatialopt.filterset import FilterSet
 
@@ -72,8 +72,7 @@ def evaluate(argv: list[str]) -> dict:
     cfg = _compose(fset.config or {}, overrides)
     cfg["fs"] = fset.sample_rate
     eval_cfg = evaluation_config(cfg)
-    check_scene_config(eval_cfg, zone_key="evaluation.zone")  # (names the evaluation zone's keys as the user wrote them)
-    scene = scene_from_config(eval_cfg)
+    scene = scene_from_config(eval_cfg, zone_key="evaluation.zone")  # (its keys named as the user wrote them)
     if list(scene.driver_names) != list(fset.driver_names):
         raise ConfigError("device", scene.driver_names, f"the filter set drives {fset.driver_names}; evaluate it on that device")
     direct = None

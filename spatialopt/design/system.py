@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from spatialopt.design.symmetry import mirror_beam, mirror_ctc
 from spatialopt.design.virtualizer import Virtualizer
 from spatialopt.dsp.filters import fir_response
 
@@ -155,8 +156,6 @@ class SpatialSystem(nn.Module):
         (mirror-symmetric projections of the parameters when :meth:`set_mirror` is set)."""
         ctc, beam = self.ctc, self.beam
         if self.mirror is not None:
-            from spatialopt.design.symmetry import mirror_beam, mirror_ctc
-
             ctc, beam = mirror_ctc(ctc, self.mirror), mirror_beam(beam, self.mirror)
         return {"ctc": ctc, "virtualizer": self.virtualizer.taps().to(self.ctc.dtype), "beam": beam}
 
