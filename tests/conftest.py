@@ -33,6 +33,20 @@ def make_config(device="smart_speaker_5", listener="sphere_head", zone="point", 
     return copy.deepcopy(cfg)
 
 
+def small_scene_arrays(nominal_index: int = 0) -> dict:
+    """The arrays of a tiny valid scene archive (4 frequencies, 2 points, 2 drivers, random
+    transfer values; ``Scene.load_npz`` accepts them), for loader tests that mutate them."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    c = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
+    return dict(freqs=np.linspace(0, 24000, 4), H=c(4, 2, 2, 2), points=rng.random((2, 4)), point_weights=np.ones(2),
+                G_ring=c(4, 3, 2), ring_az=rng.random(3), G_sphere=c(4, 3, 2), sphere_dirs=rng.random((3, 2)),
+                sphere_weights=np.ones(3), H_ref=c(4, 2, 2, 2), driver_positions=rng.random((2, 3)),
+                driver_bands=rng.random((2, 2)), driver_names=np.array(["a", "b"]),
+                nominal_index=np.array(nominal_index), sample_rate=np.array(48000.0), speed_of_sound=np.array(343.0))
+
+
 @pytest.fixture
 def config_factory():
     return make_config

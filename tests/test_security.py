@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_config, small_scene_arrays
 from spatialopt.errors import SpatialoptError
 from spatialopt.filterset import MANIFEST_NAME, TENSOR_FILE_NAME, FilterSet
 
@@ -259,19 +260,22 @@ def test_symlinked_files_are_verified_not_trusted(fset_dir, tmp_path):
             (fset_dir / name).write_bytes(saved)
 
 
-def test_preview_does_not_open_config_paths_outside_the_set(tmp_path, monkeypatch):
-    from conftest import make_config
+def _set_naming_a_sofa_file(sofa_file: Path) -> FilterSet:
+    """A zero filter set whose stored design config names ``sofa_file`` as the listener's HRTFs."""
+    cfg = make_config(listener="sofa", zone="point", n_fft=64)
+    cfg["listener"]["sofa_file"] = str(sofa_file)
+    names = [d["name"] for d in cfg["device"]["drivers"]]
+    return FilterSet.from_stages(ctc=torch.zeros(2, len(names), 4), virtualizer=torch.zeros(2, 2),
+                                 beam=torch.zeros(len(names), 4), lr_delay=0, c_delay=0, n_taps=8, sample_rate=48000.0,
+                                 driver_names=names, latency_samples=0, config=cfg)
 
+
+def test_preview_does_not_open_config_paths_outside_the_set(tmp_path, monkeypatch):
     import spatialopt.acoustics.sofa as sofa
     from spatialopt.errors import DataError
     from spatialopt.preview import binaural_filters
 
-    cfg = make_config(listener="sofa", zone="point", n_fft=64)
-    cfg["listener"]["sofa_file"] = str(tmp_path / "outside" / "hrtf.sofa")
-    names = [d["name"] for d in cfg["device"]["drivers"]]
-    fs = FilterSet.from_stages(ctc=torch.zeros(2, len(names), 4), virtualizer=torch.zeros(2, 2), beam=torch.zeros(len(names), 4),
-                               lr_delay=0, c_delay=0, n_taps=8, sample_rate=48000.0, driver_names=names,
-                               latency_samples=0, config=cfg)
+    fs = _set_naming_a_sofa_file(tmp_path / "outside" / "hrtf.sofa")
     opened = []
 
     def spy(path, convention):
@@ -287,16 +291,6 @@ def test_preview_does_not_open_config_paths_outside_the_set(tmp_path, monkeypatc
 # ---------------------------------------------------------------------------------------------
 # Scene and measured-directivity archives (.npz)
 # ---------------------------------------------------------------------------------------------
-
-
-def _scene_arrays() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    c = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
-    return dict(freqs=np.linspace(0, 24000, 4), H=c(4, 2, 2, 2), points=rng.random((2, 4)), point_weights=np.ones(2),
-                G_ring=c(4, 3, 2), ring_az=rng.random(3), G_sphere=c(4, 3, 2), sphere_dirs=rng.random((3, 2)),
-                sphere_weights=np.ones(3), H_ref=c(4, 2, 2, 2), driver_positions=rng.random((2, 3)),
-                driver_bands=rng.random((2, 2)), driver_names=np.array(["a", "b"]), nominal_index=np.array(0),
-                sample_rate=np.array(48000.0), speed_of_sound=np.array(343.0))
 
 
 def _measured_arrays() -> dict[str, np.ndarray]:
@@ -316,15 +310,18 @@ def _load_measured(path):
     return load_directivity(str(path))
 
 
-NPZ_LOADERS = {"scene": (_scene_arrays, _load_scene), "measured": (_measured_arrays, _load_measured)}
+NPZ_LOADERS = {"scene": (small_scene_arrays, _load_scene), "measured": (_measured_arrays, _load_measured)}
 
 
 @pytest.mark.parametrize("loader", sorted(NPZ_LOADERS))
 def test_valid_archives_load(tmp_path, loader):
     make, load = NPZ_LOADERS[loader]
     path = tmp_path / "ok.npz"
-    np.savez(path, **make())
-    load(path)
+    arrays = make()
+    np.savez(path, **arrays)
+    loaded = load(path)
+    freqs = loaded.freqs if loader == "scene" else loaded["freqs"]
+    np.testing.assert_allclose(np.asarray(freqs), arrays["freqs"], rtol=1e-12)  # the archive's own values
 
 
 @pytest.mark.parametrize("loader", sorted(NPZ_LOADERS))
@@ -458,8 +455,10 @@ def test_pickle_file_named_sofa_is_refused(tmp_path, load):
 def test_sofa_bases_are_valid(tmp_path):
     _write_hrir(tmp_path / "a.sofa")
     _write_tf(tmp_path / "b.sofa")
-    _load_hrir(tmp_path / "a.sofa")
-    _load_measured(tmp_path / "b.sofa")
+    listener = _load_hrir(tmp_path / "a.sofa")
+    assert listener.sample_rate == 48000.0 and tuple(listener.hrir.shape) == (2, 2, 8)
+    measured = _load_measured(tmp_path / "b.sofa")
+    np.testing.assert_allclose(measured["freqs"].numpy(), [100.0, 1000.0], rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,19 +507,11 @@ def test_checkpoint_with_a_pickle_payload_is_refused(trainer, tmp_path, how):
 def test_evaluate_does_not_open_stored_config_paths_unless_trusted(tmp_path, monkeypatch):
     """spatialopt-evaluate on a handed-over filter set whose config names a SOFA file: refused with
     one message naming the key, and the file is never opened; overriding the group is allowed."""
-    from conftest import make_config
-
     import spatialopt.acoustics.sofa as sofa
     from spatialopt.cli.evaluate import evaluate
     from spatialopt.errors import ConfigError
 
-    cfg = make_config(listener="sofa", zone="point", n_fft=64)
-    cfg["listener"]["sofa_file"] = str(tmp_path / "elsewhere" / "hrtf.sofa")
-    names = [d["name"] for d in cfg["device"]["drivers"]]
-    fs = FilterSet.from_stages(ctc=torch.zeros(2, len(names), 4), virtualizer=torch.zeros(2, 2), beam=torch.zeros(len(names), 4),
-                               lr_delay=0, c_delay=0, n_taps=8, sample_rate=48000.0, driver_names=names,
-                               latency_samples=0, config=cfg)
-    path = fs.save(tmp_path / "set")
+    path = _set_naming_a_sofa_file(tmp_path / "elsewhere" / "hrtf.sofa").save(tmp_path / "set")
     opened = []
     monkeypatch.setattr(sofa, "open_sofa", lambda p, c: opened.append(p))
     with pytest.raises(ConfigError, match="trust_config_paths.*listener.sofa_file="):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_scene_arrays
 from spatialopt.acoustics.drivers import Driver
 from spatialopt.acoustics.head import OmniPair, SphereHead
 from spatialopt.acoustics.room import Shoebox
@@ -179,21 +180,11 @@ def test_scene_file_round_trip_without_pickle(tmp_path, config_factory):
     assert loaded.nominal_index == scene.nominal_index
 
 
-def _small_scene_arrays() -> dict:
-    rng = np.random.default_rng(0)
-    c = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
-    return dict(freqs=np.linspace(0, 24000, 4), H=c(4, 2, 2, 2), points=rng.random((2, 4)), point_weights=np.ones(2),
-                G_ring=c(4, 3, 2), ring_az=rng.random(3), G_sphere=c(4, 3, 2), sphere_dirs=rng.random((3, 2)),
-                sphere_weights=np.ones(3), H_ref=c(4, 2, 2, 2), driver_positions=rng.random((2, 3)),
-                driver_bands=rng.random((2, 2)), driver_names=np.array(["a", "b"]), nominal_index=np.array(1),
-                sample_rate=np.array(48000.0), speed_of_sound=np.array(343.0))
-
-
 def _huge_claim(path) -> None:
     import io
     import zipfile
 
-    arrays = _small_scene_arrays()
+    arrays = small_scene_arrays(nominal_index=1)
     del arrays["G_sphere"]
     np.savez(path, **arrays)
     buf = io.BytesIO()
@@ -205,7 +196,7 @@ def _huge_claim(path) -> None:
 BAD_SCENES = {
     "not_zip": lambda p: p.write_bytes(b"not an archive"),
     "single_npy": lambda p: np.save(open(p, "wb"), np.zeros(3)),
-    "truncated": lambda p: (np.savez(p, **_small_scene_arrays()), p.write_bytes(p.read_bytes()[:-200])),
+    "truncated": lambda p: (np.savez(p, **small_scene_arrays(nominal_index=1)), p.write_bytes(p.read_bytes()[:-200])),
     "missing_key": dict(H=None),
     "H_shape": dict(H=np.zeros((4, 2, 2, 3), dtype=complex)),
     "points_rank": dict(points=np.zeros(8)),
@@ -232,7 +223,7 @@ def test_damaged_scene_file_is_a_data_error(tmp_path, case):
     if callable(change):
         change(path)
     else:
-        arrays = {k: v for k, v in {**_small_scene_arrays(), **change}.items() if v is not None}
+        arrays = {k: v for k, v in {**small_scene_arrays(nominal_index=1), **change}.items() if v is not None}
         np.savez(path, **arrays)
     with pytest.raises(DataError) as info:
         Scene.load_npz(path)
@@ -241,7 +232,7 @@ def test_damaged_scene_file_is_a_data_error(tmp_path, case):
 
 def test_small_scene_file_loads(tmp_path):
     path = tmp_path / "scene.npz"
-    np.savez(path, **_small_scene_arrays())
+    np.savez(path, **small_scene_arrays(nominal_index=1))
     scene = Scene.load_npz(path)
     assert scene.H.dtype == torch.complex128 and scene.points.dtype == torch.float64
     assert scene.nominal_index == 1 and scene.driver_names == ["a", "b"] and scene.sample_rate == 48000.0
